@@ -1,0 +1,73 @@
+// Package provider defines the one small interface through which aloft starts,
+// observes and stops replicas on a cloud. Nothing above it knows which
+// implementation (local processes, OCI containers, Kubernetes) it talks to.
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"time"
+
+	v1 "github.com/aloft-dev/aloft/api/v1"
+)
+
+// Replica is what a provider is asked to run: one copy of a deployment revision.
+type Replica struct {
+	ID         string
+	Deployment string
+	Revision   int64
+	// Spec is the normalised deployment spec of Revision (defaults applied).
+	Spec v1.DeploymentSpec
+	// Env is extra environment aloft adds (ALOFT_REPLICA_ID etc.); PORT is the provider's job.
+	Env []string
+}
+
+// Instance is what a provider observes of one replica it runs.
+type Instance struct {
+	ID        string
+	State     v1.ReplicaState // Starting, Ready, BackOff or Failed
+	Endpoint  string          // base URL the gateway dials, e.g. http://127.0.0.1:41234
+	StartedAt time.Time
+	Restarts  int
+	Message   string
+	// Handle is the provider's own record (pid, start time, paths), persisted by
+	// aloft so that Adopt can find the replica again after a server restart.
+	Handle json.RawMessage
+}
+
+// LogOptions select what Logs returns.
+type LogOptions struct {
+	Follow bool
+	// TailBytes limits the initial output to the last N bytes; 0 means all kept.
+	TailBytes int64
+}
+
+// ErrNotFound is returned for a replica the provider does not run.
+var ErrNotFound = errors.New("replica not found")
+
+// ErrGone is returned by Adopt when the replica no longer runs.
+var ErrGone = errors.New("replica is gone")
+
+// Provider runs replicas on one cloud.
+type Provider interface {
+	// Runtimes lists what this cloud can run: "process", "oci".
+	Runtimes() []string
+	// Start launches the replica and returns at once; readiness is reported later
+	// through Get and the change callback.
+	Start(ctx context.Context, r Replica) (Instance, error)
+	// Adopt takes over a replica started by an earlier server process, from the
+	// Handle it returned then. It returns ErrGone if the replica no longer runs.
+	Adopt(ctx context.Context, r Replica, handle json.RawMessage) (Instance, error)
+	// Get returns the current observation of a replica.
+	Get(id string) (Instance, error)
+	// Stop terminates the replica: SIGTERM (or equivalent), up to grace, then kill.
+	// Stopping a replica that is not running is not an error.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Logs streams the replica's captured stdout and stderr.
+	Logs(ctx context.Context, id string, opts LogOptions) (io.ReadCloser, error)
+	// Close releases the provider's resources without stopping replicas, so a
+	// later server process can adopt them.
+	Close() error
+}

@@ -104,6 +104,7 @@ const (
 	PhaseProgressing Phase = "Progressing" // some replicas ready, or a rollout running
 	PhaseReady       Phase = "Ready"       // all desired replicas of the current revision ready
 	PhaseFailed      Phase = "Failed"      // cannot be placed or keeps failing
+	PhaseDeleting    Phase = "Deleting"    // deletion requested, replicas draining
 )
 
 // DeploymentStatus is observed state, written by the controller.

@@ -1,0 +1,524 @@
+// Package server is aloft's HTTP API (/api/v1, JSON), its health and metrics
+// endpoints, and the wiring that starts the store, clouds, controller and
+// gateway of one `aloft server` process.
+package server
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/cloud"
+	"github.com/aloft-dev/aloft/internal/controller"
+	"github.com/aloft-dev/aloft/internal/provider"
+	"github.com/aloft-dev/aloft/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// API serves /api/v1 plus /healthz, /readyz and /metrics.
+type API struct {
+	Store      store.Store
+	Controller *controller.Controller
+	Clouds     *cloud.Registry
+	Gatherer   prometheus.Gatherer
+	Logger     *slog.Logger
+	// Ready reports whether the server finished starting (first reconcile done).
+	Ready *atomic.Bool
+}
+
+// Route is one API endpoint; the table drives the mux and the OpenAPI test.
+type Route struct {
+	Method, Path string
+	Handler      func(*API, http.ResponseWriter, *http.Request)
+}
+
+// Routes lists every endpoint the API serves.
+var Routes = []Route{
+	{"GET", "/healthz", (*API).healthz},
+	{"GET", "/readyz", (*API).readyz},
+	{"GET", "/api/v1/openapi.json", (*API).openapi},
+	{"GET", "/api/v1/deployments", (*API).listDeployments},
+	{"POST", "/api/v1/deployments", (*API).createDeployment},
+	{"GET", "/api/v1/deployments/{name}", (*API).getDeployment},
+	{"PUT", "/api/v1/deployments/{name}", (*API).putDeployment},
+	{"DELETE", "/api/v1/deployments/{name}", (*API).deleteDeployment},
+	{"POST", "/api/v1/deployments/{name}/scale", (*API).scaleDeployment},
+	{"GET", "/api/v1/deployments/{name}/revisions", (*API).listRevisions},
+	{"GET", "/api/v1/deployments/{name}/events", (*API).listEvents},
+	{"GET", "/api/v1/deployments/{name}/logs", (*API).logs},
+	{"GET", "/api/v1/clouds", (*API).listClouds},
+	{"POST", "/api/v1/clouds/{name}/{action}", (*API).cloudAction},
+}
+
+// Handler returns the API's HTTP handler.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range Routes {
+		h := rt.Handler
+		mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { h(a, w, r) })
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /api/v1/openapi.json", r.Method, r.URL.Path))
+	})
+	return recoverer(a.Logger, mux)
+}
+
+// recoverer turns a handler panic into a logged 500 instead of a dropped connection.
+func recoverer(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("handler panic", "path", r.URL.Path, "panic", v)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string, fields ...v1.FieldError) {
+	writeJSON(w, code, v1.ErrorResponse{Error: msg, Fields: fields})
+}
+
+// writeStoreError maps store errors to 4xx where the caller is at fault.
+func (a *API) writeStoreError(w http.ResponseWriter, err error, what string) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, what+" not found")
+	case errors.Is(err, store.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		a.Logger.Error("store", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error: "+err.Error())
+	}
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.Ready != nil && !a.Ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "starting: first reconcile not finished")
+		return
+	}
+	if _, err := a.Store.ListCloudStates(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store unavailable: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (a *API) openapi(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPIDocument)
+}
+
+// toAPI renders a stored deployment as the API shows it.
+func toAPI(d store.Deployment) v1.Deployment {
+	st := d.Status
+	if st.Phase == "" {
+		st.Phase = v1.PhasePending
+		st.DesiredReplicas = d.Spec.Replicas.Min
+	}
+	if d.DeletedAt != nil {
+		st.Phase = v1.PhaseDeleting
+	}
+	if st.Replicas == nil {
+		st.Replicas = []v1.ReplicaStatus{}
+	}
+	if st.Conditions == nil {
+		st.Conditions = []v1.Condition{}
+	}
+	return v1.Deployment{Name: d.Name, Spec: d.Spec, Revision: d.Revision, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Status: st}
+}
+
+func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
+	deps, err := a.Store.ListDeployments(r.Context())
+	if err != nil {
+		a.writeStoreError(w, err, "deployments")
+		return
+	}
+	items := make([]v1.Deployment, 0, len(deps))
+	for _, d := range deps {
+		items = append(items, toAPI(d))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// readSpec reads and validates a spec body; on failure it has answered.
+func readSpec(w http.ResponseWriter, r *http.Request) (*v1.DeploymentSpec, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, v1.MaxSpecBytes+1))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || len(body) > v1.MaxSpecBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("spec is larger than %d bytes", v1.MaxSpecBytes),
+			v1.FieldError{Field: "", Reason: fmt.Sprintf("spec must be at most %d bytes (1 MiB)", v1.MaxSpecBytes)})
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return nil, false
+	}
+	spec, err := v1.ParseSpec(body)
+	if err != nil {
+		var ve *v1.ValidationError
+		if errors.As(err, &ve) {
+			writeError(w, http.StatusBadRequest, ve.Error(), ve.Fields...)
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return nil, false
+	}
+	return spec, true
+}
+
+func (a *API) createDeployment(w http.ResponseWriter, r *http.Request) {
+	spec, ok := readSpec(w, r)
+	if !ok {
+		return
+	}
+	d, _, _, err := a.Store.ApplyDeployment(r.Context(), *spec, store.CreateOnly)
+	if err != nil {
+		if errors.Is(err, store.ErrExists) {
+			writeError(w, http.StatusConflict, fmt.Sprintf("deployment %q already exists; update it with PUT /api/v1/deployments/%s (aloft apply)", spec.Name, spec.Name))
+			return
+		}
+		a.writeStoreError(w, err, "deployment")
+		return
+	}
+	a.Controller.Enqueue(d.Name)
+	writeJSON(w, http.StatusCreated, toAPI(d))
+}
+
+func (a *API) putDeployment(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	spec, ok := readSpec(w, r)
+	if !ok {
+		return
+	}
+	if spec.Name != name {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("spec name %q does not match the URL's %q", spec.Name, name),
+			v1.FieldError{Field: "name", Reason: fmt.Sprintf("must be %q to match the URL", name)})
+		return
+	}
+	d, created, _, err := a.Store.ApplyDeployment(r.Context(), *spec, store.CreateOrUpdate)
+	if err != nil {
+		a.writeStoreError(w, err, "deployment")
+		return
+	}
+	a.Controller.Enqueue(d.Name)
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, toAPI(d))
+}
+
+func (a *API) getDeployment(w http.ResponseWriter, r *http.Request) {
+	d, err := a.Store.GetDeployment(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, toAPI(d))
+}
+
+func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request) {
+	d, err := a.Store.MarkDeleted(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
+	a.Controller.Enqueue(d.Name)
+	writeJSON(w, http.StatusAccepted, toAPI(d))
+}
+
+// ScaleRequest is the body of POST /deployments/{name}/scale.
+type ScaleRequest struct {
+	Replicas *int `json:"replicas"`
+}
+
+func (a *API) scaleDeployment(w http.ResponseWriter, r *http.Request) {
+	var req ScaleRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be {\"replicas\": N}: "+err.Error(), v1.FieldError{Field: "replicas", Reason: "must be a whole number"})
+		return
+	}
+	if req.Replicas == nil {
+		writeError(w, http.StatusBadRequest, "replicas is required", v1.FieldError{Field: "replicas", Reason: "required: the number of replicas to run"})
+		return
+	}
+	d, err := a.Store.GetDeployment(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
+	spec := d.Spec
+	spec.Replicas = v1.Replicas{Min: *req.Replicas, Max: *req.Replicas}
+	if err := spec.Validate(); err != nil {
+		var ve *v1.ValidationError
+		if errors.As(err, &ve) {
+			writeError(w, http.StatusBadRequest, ve.Error(), ve.Fields...)
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d, _, _, err = a.Store.ApplyDeployment(r.Context(), spec, store.UpdateOnly)
+	if err != nil {
+		a.writeStoreError(w, err, "deployment")
+		return
+	}
+	a.Controller.Enqueue(d.Name)
+	writeJSON(w, http.StatusOK, toAPI(d))
+}
+
+func (a *API) listRevisions(w http.ResponseWriter, r *http.Request) {
+	revs, err := a.Store.ListRevisions(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": revs})
+}
+
+func queryInt(r *http.Request, key string, def int64) (int64, error) {
+	s := r.URL.Query().Get(key)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("query parameter %s must be a non-negative integer, got %q", key, s)
+	}
+	return n, nil
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	after, err := queryInt(r, "after", 0)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), v1.FieldError{Field: "after", Reason: err.Error()})
+		return
+	}
+	if _, err := a.Store.GetDeployment(r.Context(), name); err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
+		return
+	}
+	evs, err := a.Store.ListEvents(r.Context(), name, after, 1000)
+	if err != nil {
+		a.writeStoreError(w, err, "events")
+		return
+	}
+	if evs == nil {
+		evs = []v1.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": evs})
+}
+
+// logs streams replica output as text; with several replicas each line is
+// prefixed with "[replica-id] ".
+func (a *API) logs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	tail, err := queryInt(r, "tail", 0)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), v1.FieldError{Field: "tail", Reason: err.Error()})
+		return
+	}
+	if _, err := a.Store.GetDeployment(r.Context(), name); err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
+		return
+	}
+	reps, err := a.Store.ListReplicas(r.Context(), name)
+	if err != nil {
+		a.writeStoreError(w, err, "replicas")
+		return
+	}
+	if want := q.Get("replica"); want != "" {
+		var keep []store.Replica
+		for _, rep := range reps {
+			if rep.ID == want {
+				keep = append(keep, rep)
+			}
+		}
+		if len(keep) == 0 {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("replica %q of deployment %q not found", want, name))
+			return
+		}
+		reps = keep
+	}
+	ctx := r.Context()
+	type stream struct {
+		id string
+		rc io.ReadCloser
+	}
+	var streams []stream
+	for _, rep := range reps {
+		cl, ok := a.Clouds.Get(rep.Cloud)
+		if !ok {
+			continue
+		}
+		rc, err := cl.Provider.Logs(ctx, rep.ID, provider.LogOptions{Follow: follow, TailBytes: tail})
+		if err != nil {
+			continue // not started yet, or already gone
+		}
+		streams = append(streams, stream{rep.ID, rc})
+	}
+	defer func() {
+		for _, s := range streams {
+			s.rc.Close()
+		}
+	}()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	prefix := len(streams) > 1
+	var mu sync.Mutex
+	copyLines := func(s stream) {
+		sc := bufio.NewScanner(s.rc)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			mu.Lock()
+			if prefix {
+				fmt.Fprintf(w, "[%s] ", s.id)
+			}
+			w.Write(sc.Bytes())
+			w.Write([]byte{'\n'})
+			if flusher != nil && follow {
+				flusher.Flush()
+			}
+			mu.Unlock()
+		}
+	}
+	if !follow {
+		for _, s := range streams {
+			copyLines(s)
+		}
+		return
+	}
+	if flusher != nil {
+		flusher.Flush()
+	}
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Add(1)
+		go func() { defer wg.Done(); copyLines(s) }()
+	}
+	wg.Wait()
+}
+
+func (a *API) cloudView(ctx context.Context) ([]v1.Cloud, error) {
+	states, err := a.Store.ListCloudStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stateOf := map[string]store.CloudState{}
+	for _, s := range states {
+		stateOf[s.Name] = s
+	}
+	used, err := a.Controller.Usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Cloud, 0, len(a.Clouds.List()))
+	for _, c := range a.Clouds.List() {
+		st := stateOf[c.Config.Name]
+		out = append(out, v1.Cloud{
+			Name: c.Config.Name, Provider: c.Config.Provider, Region: c.Config.Region, Labels: c.Config.Labels,
+			Capacity: c.Config.Capacity, Prices: c.Config.Prices, Runtimes: c.Provider.Runtimes(),
+			Cordoned: st.Cordoned, Failed: st.Failed, Used: used[c.Config.Name],
+		})
+	}
+	return out, nil
+}
+
+func (a *API) listClouds(w http.ResponseWriter, r *http.Request) {
+	clouds, err := a.cloudView(r.Context())
+	if err != nil {
+		a.writeStoreError(w, err, "clouds")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": clouds})
+}
+
+// cloudAction handles cordon, uncordon, fail (a drill: the cloud loses every
+// replica at once) and recover.
+func (a *API) cloudAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	if _, ok := a.Clouds.Get(name); !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("cloud %q not found; see GET /api/v1/clouds", name))
+		return
+	}
+	states, err := a.Store.ListCloudStates(r.Context())
+	if err != nil {
+		a.writeStoreError(w, err, "clouds")
+		return
+	}
+	st := store.CloudState{Name: name}
+	for _, s := range states {
+		if s.Name == name {
+			st = s
+		}
+	}
+	switch action {
+	case "cordon":
+		st.Cordoned = true
+	case "uncordon":
+		st.Cordoned = false
+	case "fail":
+		st.Failed = true
+	case "recover":
+		st.Failed = false
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown cloud action %q; use cordon, uncordon, fail or recover", action))
+		return
+	}
+	if err := a.Store.SetCloudState(r.Context(), st); err != nil {
+		a.writeStoreError(w, err, "cloud")
+		return
+	}
+	a.Logger.Info("cloud state changed", "cloud", name, "action", action)
+	a.Controller.EnqueueAll()
+	clouds, err := a.cloudView(r.Context())
+	if err != nil {
+		a.writeStoreError(w, err, "clouds")
+		return
+	}
+	for _, c := range clouds {
+		if c.Name == name {
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+}
+
+//go:embed openapi.json
+var openAPIDocument []byte

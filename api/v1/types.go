@@ -15,7 +15,8 @@ type DeploymentSpec struct {
 	// Command and Args run the replica as a process (or override the image's entrypoint).
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
-	// Port is the port the replica listens on; aloft sets PORT for it. Default 8080.
+	// Port is the port an image's server listens on (default 8080). A process
+	// replica instead listens on the port aloft picks and passes in PORT.
 	Port      int          `json:"port,omitempty"`
 	Env       []EnvVar     `json:"env,omitempty"`
 	Resources Resources    `json:"resources,omitempty"`

@@ -54,7 +54,11 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 			if !found {
 				t.Errorf("no error names field %q: %s", tc.field, body)
 			}
-			if !strings.Contains(strings.ToLower(string(body)), strings.ToLower(tc.says)) {
+			text := er.Error
+			for _, f := range er.Fields {
+				text += " " + f.Reason
+			}
+			if !strings.Contains(strings.ToLower(text), strings.ToLower(tc.says)) {
 				t.Errorf("error does not say %q: %s", tc.says, body)
 			}
 

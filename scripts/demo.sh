@@ -53,7 +53,9 @@ done
 
 echo "==> a streamed completion (server-sent events), tokens as they arrive"
 curl -sSN -H 'X-Aloft-Deployment: completions' "http://$GATEWAY/v1/completions" \
-  -d '{"prompt":"The Queen said","max_tokens":10,"stream":true}' | sed -n 's/^data: //p' | head -n 12
+  -d '{"prompt":"The Queen said","max_tokens":24,"stream":true}' |
+  sed -u -n -e 's/^data: \[DONE\]/ [DONE]/p' -e 's/^data: .*"text":"\([^"]*\)".*/\1/p' | tr -d '\n'
+echo
 
 echo "==> status"
 aloft get completions

@@ -241,14 +241,20 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	// Replicas that are gone are replaced: their record goes, the count below
 	// then asks placement for a new one.
 	live := obs[:0:0]
+	var lost []*observed
 	for _, o := range obs {
 		if o.gone && !o.rec.Draining {
 			c.event(ctx, name, "Warning", "ReplicaLost", fmt.Sprintf("replica %s on %s lost: %s; replacing it", o.rec.ID, o.rec.Cloud, o.why))
-			c.stopAsync(ctx, o.rec, 0, false)
+			lost = append(lost, o)
 			continue
 		}
 		live = append(live, o)
 	}
+	defer func() {
+		for _, o := range lost {
+			c.stopAsync(ctx, o.rec, 0, false)
+		}
+	}()
 
 	if d.DeletedAt != nil {
 		return c.reconcileDeletion(ctx, d, live)
@@ -257,8 +263,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	var current, obsolete []*observed
 	for _, o := range live {
 		if o.rec.Draining {
-			c.stopAsync(ctx, o.rec, c.opts.StopGrace, true) // resumes a drain after a restart
-			continue
+			continue // stopped by stopDrained below (also resumes a drain after a restart)
 		}
 		if o.rec.Revision == d.Revision && o.rec.State != v1.ReplicaFailed && c.allowed(d.Spec, o.cloud, states) == "" {
 			current = append(current, o)
@@ -289,14 +294,15 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 		why := c.obsoleteReason(d, o, states)
 		switch {
 		case !o.ready && len(current) >= desired:
-			c.drain(ctx, o.rec, fmt.Sprintf("replica %s (%s) is not ready and its replacement exists", o.rec.ID, why))
+			c.drain(ctx, o, fmt.Sprintf("replica %s (%s) is not ready and its replacement exists", o.rec.ID, why))
 		case o.ready && readyCurrent+readyObsolete-1 >= desired:
 			readyObsolete--
-			c.drain(ctx, o.rec, fmt.Sprintf("replica %s %s; %d ready replica(s) of revision %d carry the traffic", o.rec.ID, why, readyCurrent, d.Revision))
+			c.drain(ctx, o, fmt.Sprintf("replica %s %s; %d ready replica(s) of revision %d carry the traffic", o.rec.ID, why, readyCurrent, d.Revision))
 		}
 	}
 
 	c.route(name, live)
+	c.stopDrained(ctx, live)
 	return c.writeStatus(ctx, d, live, desired, decision)
 }
 
@@ -717,21 +723,17 @@ func (c *Controller) scaleDown(ctx context.Context, d store.Deployment, current 
 	}
 	for _, id := range placement.Victims(members, n, d.Spec.Placement.Spread.MinClouds) {
 		o := byID[id]
-		c.drain(ctx, o.rec, fmt.Sprintf("scaling down to %d: removing replica %s on %s ($%.4f/h, ready=%v)", desiredReplicas(d.Spec), id, o.rec.Cloud, o.rec.HourlyCost, o.ready))
-		o.rec.Draining = true
+		c.drain(ctx, o, fmt.Sprintf("scaling down to %d: removing replica %s on %s ($%.4f/h, ready=%v)", desiredReplicas(d.Spec), id, o.rec.Cloud, o.rec.HourlyCost, o.ready))
 	}
 }
 
 func (c *Controller) reconcileDeletion(ctx context.Context, d store.Deployment, live []*observed) error {
 	for _, o := range live {
-		if !o.rec.Draining {
-			c.drain(ctx, o.rec, fmt.Sprintf("deployment deleted: draining replica %s", o.rec.ID))
-		} else {
-			c.stopAsync(ctx, o.rec, c.opts.StopGrace, true)
-		}
+		c.drain(ctx, o, fmt.Sprintf("deployment deleted: draining replica %s", o.rec.ID))
 	}
 	if len(live) > 0 {
 		c.router.SetBackends(d.Name, nil)
+		c.stopDrained(ctx, live)
 		return c.writeStatus(ctx, d, live, 0, placement.Decision{})
 	}
 	c.mu.Lock()
@@ -767,19 +769,32 @@ func (c *Controller) forget(name string) {
 	}
 }
 
-// drain takes a replica out of routing now and stops it once it is idle.
-func (c *Controller) drain(ctx context.Context, r store.Replica, why string) {
-	if r.Draining {
+// drain marks a replica Draining in the store; the reconcile pass then takes
+// it out of routing and only after that starts stopping it (see Reconcile).
+func (c *Controller) drain(ctx context.Context, o *observed, why string) {
+	if o.rec.Draining {
 		return
 	}
+	r := o.rec
 	r.Draining = true
 	r.State = v1.ReplicaDraining
 	if err := c.st.PutReplica(ctx, r); err != nil {
 		c.log.Error("mark draining", "replica", r.ID, "err", err)
 		return
 	}
+	o.rec = r
+	o.ready = false
 	c.event(ctx, r.Deployment, "Normal", "Draining", why)
-	c.stopAsync(ctx, r, c.opts.StopGrace, true)
+}
+
+// stopDrained starts stopping every draining replica; call it after route so
+// the gateway no longer sends them new requests.
+func (c *Controller) stopDrained(ctx context.Context, live []*observed) {
+	for _, o := range live {
+		if o.rec.Draining {
+			c.stopAsync(ctx, o.rec, c.opts.StopGrace, true)
+		}
+	}
 }
 
 // stopAsync stops a replica in the background (waiting for in-flight requests

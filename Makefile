@@ -1,7 +1,7 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test bench-gateway clean
+.PHONY: build demo test bench-gateway bench-deploy clean
 
 build:
 	$(GO) build -o bin/aloft ./cmd/aloft
@@ -19,3 +19,6 @@ bench-gateway:
 
 clean:
 	rm -rf bin .aloft
+
+bench-deploy:
+	$(GO) run ./bench/deploy

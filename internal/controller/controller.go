@@ -874,7 +874,11 @@ func (c *Controller) cleanupOrphans(ctx context.Context, deps []store.Deployment
 
 func (c *Controller) event(ctx context.Context, deployment, typ, reason, msg string) {
 	c.metrics.events.WithLabelValues(reason).Inc()
-	c.log.Info(msg, "deployment", deployment, "reason", reason)
+	level := slog.LevelInfo
+	if typ == "Warning" {
+		level = slog.LevelWarn
+	}
+	c.log.Log(ctx, level, msg, "deployment", deployment, "reason", reason)
 	if _, err := c.st.AddEvent(ctx, v1.Event{Deployment: deployment, Type: typ, Reason: reason, Message: msg}); err != nil {
 		c.log.Error("record event", "err", err)
 	}

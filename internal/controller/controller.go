@@ -244,7 +244,10 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	var lost []*observed
 	for _, o := range obs {
 		if o.gone && !o.rec.Draining {
-			c.event(ctx, name, "Warning", "ReplicaLost", fmt.Sprintf("replica %s on %s lost: %s; replacing it", o.rec.ID, o.rec.Cloud, o.why))
+			// Reported once: a pass while its stop is still running sees it again.
+			if !c.stopping(o.rec.ID) {
+				c.event(ctx, name, "Warning", "ReplicaLost", fmt.Sprintf("replica %s on %s lost: %s; replacing it", o.rec.ID, o.rec.Cloud, o.why))
+			}
 			lost = append(lost, o)
 			continue
 		}
@@ -257,7 +260,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	}()
 
 	if d.DeletedAt != nil {
-		return c.reconcileDeletion(ctx, d, live)
+		return c.reconcileDeletion(ctx, d, live, len(lost) > 0)
 	}
 
 	var current, obsolete []*observed
@@ -524,8 +527,8 @@ func (c *Controller) freeCapacity(ctx context.Context) (map[string]placement.Fre
 	}
 	for _, r := range all {
 		f, ok := free[r.Cloud]
-		if !ok {
-			continue
+		if !ok || r.State == v1.ReplicaFailed {
+			continue // a replica that failed (to start) runs nothing
 		}
 		spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
 		if err != nil {
@@ -727,11 +730,14 @@ func (c *Controller) scaleDown(ctx context.Context, d store.Deployment, current 
 	}
 }
 
-func (c *Controller) reconcileDeletion(ctx context.Context, d store.Deployment, live []*observed) error {
+// reconcileDeletion drains every live replica and removes the deployment once
+// none is left; lostPending says lost replicas still have records (their stop
+// starts when this pass ends), so the deployment must wait for them too.
+func (c *Controller) reconcileDeletion(ctx context.Context, d store.Deployment, live []*observed, lostPending bool) error {
 	for _, o := range live {
 		c.drain(ctx, o, fmt.Sprintf("deployment deleted: draining replica %s", o.rec.ID))
 	}
-	if len(live) > 0 {
+	if len(live) > 0 || lostPending {
 		c.router.SetBackends(d.Name, nil)
 		c.stopDrained(ctx, live)
 		return c.writeStatus(ctx, d, live, 0, placement.Decision{})
@@ -767,6 +773,13 @@ func (c *Controller) forget(name string) {
 			delete(c.owner, id)
 		}
 	}
+}
+
+// stopping reports whether a stop of the replica is in progress in this process.
+func (c *Controller) stopping(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining[id]
 }
 
 // drain marks a replica Draining in the store; the reconcile pass then takes

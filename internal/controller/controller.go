@@ -293,9 +293,18 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	readyCurrent := countReady(current)
 	readyObsolete := countReady(obsolete)
 	sort.SliceStable(obsolete, func(i, j int) bool { return !obsolete[i].ready && obsolete[j].ready })
+	// Of the records of failed starts only the newest is kept (for its message).
+	var newestFailed *observed
+	for _, o := range obsolete {
+		if o.rec.State == v1.ReplicaFailed && (newestFailed == nil || o.rec.CreatedAt.After(newestFailed.rec.CreatedAt)) {
+			newestFailed = o
+		}
+	}
 	for _, o := range obsolete {
 		why := c.obsoleteReason(d, o, states)
 		switch {
+		case o.rec.State == v1.ReplicaFailed && o != newestFailed:
+			c.drain(ctx, o, fmt.Sprintf("replica %s failed to start; a newer attempt superseded it", o.rec.ID))
 		case !o.ready && len(current) >= desired:
 			c.drain(ctx, o, fmt.Sprintf("replica %s (%s) is not ready and its replacement exists", o.rec.ID, why))
 		case o.ready && readyCurrent+readyObsolete-1 >= desired:

@@ -228,7 +228,7 @@ func newSpec(name string, replicas int, mods ...func(*v1.DeploymentSpec)) v1.Dep
 
 func (e *env) apply(s v1.DeploymentSpec) store.Deployment {
 	e.t.Helper()
-	d, _, _, err := e.st.ApplyDeployment(e.ctx, s, store.CreateOrUpdate)
+	d, _, _, err := e.st.ApplyDeployment(e.ctx, "default", s, store.CreateOrUpdate)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func (a *API) createDeployment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, _, _, err := a.Store.ApplyDeployment(r.Context(), *spec, store.CreateOnly)
+	d, _, _, err := a.Store.ApplyDeployment(r.Context(), "default", *spec, store.CreateOnly)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
 			writeError(w, http.StatusConflict, fmt.Sprintf("deployment %q already exists; update it with PUT /api/v1/deployments/%s (aloft apply)", spec.Name, spec.Name))
@@ -225,7 +225,7 @@ func (a *API) putDeployment(w http.ResponseWriter, r *http.Request) {
 			v1.FieldError{Field: "name", Reason: fmt.Sprintf("must be %q to match the URL", name)})
 		return
 	}
-	d, created, _, err := a.Store.ApplyDeployment(r.Context(), *spec, store.CreateOrUpdate)
+	d, created, _, err := a.Store.ApplyDeployment(r.Context(), "default", *spec, store.CreateOrUpdate)
 	if err != nil {
 		a.writeStoreError(w, err, "deployment")
 		return
@@ -290,7 +290,7 @@ func (a *API) scaleDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	d, _, _, err = a.Store.ApplyDeployment(r.Context(), spec, store.UpdateOnly)
+	d, _, _, err = a.Store.ApplyDeployment(r.Context(), d.Workspace, spec, store.UpdateOnly)
 	if err != nil {
 		a.writeStoreError(w, err, "deployment")
 		return

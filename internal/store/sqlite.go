@@ -65,6 +65,55 @@ var migrations = []string{
 		cordoned INTEGER NOT NULL DEFAULT 0,
 		failed INTEGER NOT NULL DEFAULT 0
 	);`,
+	// 2: workspaces, API tokens, endpoint tokens, secrets, audit log.
+	`ALTER TABLE deployments ADD COLUMN workspace TEXT NOT NULL DEFAULT 'default';
+	CREATE TABLE workspaces (
+		name TEXT PRIMARY KEY,
+		created_at TEXT NOT NULL
+	);
+	INSERT INTO workspaces(name, created_at) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+	CREATE TABLE tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		owner TEXT NOT NULL,
+		role TEXT NOT NULL,
+		workspace TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		expires_at TEXT,
+		last_used_at TEXT,
+		revoked_at TEXT
+	);
+	CREATE TABLE endpoint_tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		workspace TEXT NOT NULL,
+		deployment TEXT NOT NULL,
+		name TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		expires_at TEXT,
+		revoked_at TEXT
+	);
+	CREATE INDEX endpoint_tokens_by_deployment ON endpoint_tokens(deployment);
+	CREATE TABLE secrets (
+		workspace TEXT NOT NULL,
+		name TEXT NOT NULL,
+		sealed BLOB NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL,
+		PRIMARY KEY (workspace, name)
+	);
+	CREATE TABLE audit (
+		seq INTEGER PRIMARY KEY,
+		time TEXT NOT NULL,
+		token_id TEXT NOT NULL,
+		workspace TEXT NOT NULL,
+		action TEXT NOT NULL,
+		object TEXT NOT NULL,
+		source TEXT NOT NULL,
+		result TEXT NOT NULL,
+		prev_hash TEXT NOT NULL,
+		hash TEXT NOT NULL
+	);`,
 }
 
 // maxEventsPerDeployment bounds the event log of one deployment.
@@ -173,7 +222,7 @@ func normalizeForCompare(s v1.DeploymentSpec) map[string]any {
 	return m
 }
 
-func (s *SQLite) ApplyDeployment(ctx context.Context, spec v1.DeploymentSpec, mode ApplyMode) (d Deployment, created, changed bool, err error) {
+func (s *SQLite) ApplyDeployment(ctx context.Context, workspace string, spec v1.DeploymentSpec, mode ApplyMode) (d Deployment, created, changed bool, err error) {
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return d, false, false, err
@@ -186,8 +235,8 @@ func (s *SQLite) ApplyDeployment(ctx context.Context, spec v1.DeploymentSpec, mo
 				return ErrNotFound
 			}
 			ts := now()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO deployments(name, spec, revision, generation, created_at, updated_at) VALUES (?, ?, 1, 1, ?, ?)`,
-				spec.Name, string(specJSON), ts, ts); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO deployments(name, workspace, spec, revision, generation, created_at, updated_at) VALUES (?, ?, ?, 1, 1, ?, ?)`,
+				spec.Name, workspace, string(specJSON), ts, ts); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO revisions(deployment, revision, spec, created_at) VALUES (?, 1, ?, ?)`,
@@ -198,6 +247,9 @@ func (s *SQLite) ApplyDeployment(ctx context.Context, spec v1.DeploymentSpec, mo
 		case gerr != nil:
 			return gerr
 		default:
+			if cur.Workspace != workspace {
+				return fmt.Errorf("%w: deployment name %q is taken in another workspace", ErrExists, spec.Name)
+			}
 			if cur.DeletedAt != nil {
 				return fmt.Errorf("%w: deployment %q is being deleted", ErrExists, spec.Name)
 			}
@@ -237,7 +289,7 @@ type querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
 }
 
-const deploymentCols = `name, spec, revision, generation, created_at, updated_at, deleted_at, status`
+const deploymentCols = `name, workspace, spec, revision, generation, created_at, updated_at, deleted_at, status`
 
 type scanner interface{ Scan(...any) error }
 
@@ -245,7 +297,7 @@ func scanDeployment(r scanner) (Deployment, error) {
 	var d Deployment
 	var spec, created, updated, status string
 	var deleted sql.NullString
-	if err := r.Scan(&d.Name, &spec, &d.Revision, &d.Generation, &created, &updated, &deleted, &status); err != nil {
+	if err := r.Scan(&d.Name, &d.Workspace, &spec, &d.Revision, &d.Generation, &created, &updated, &deleted, &status); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return d, ErrNotFound
 		}

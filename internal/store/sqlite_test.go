@@ -28,28 +28,28 @@ func TestApplyRevisionsAndModes(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "aloft.db"))
 
-	d, created, changed, err := s.ApplyDeployment(ctx, spec("web", 2), CreateOrUpdate)
+	d, created, changed, err := s.ApplyDeployment(ctx, "default", spec("web", 2), CreateOrUpdate)
 	if err != nil || !created || !changed || d.Revision != 1 || d.Generation != 1 {
 		t.Fatalf("create: %+v created=%v changed=%v err=%v", d, created, changed, err)
 	}
-	if _, _, _, err := s.ApplyDeployment(ctx, spec("web", 2), CreateOnly); !errors.Is(err, ErrExists) {
+	if _, _, _, err := s.ApplyDeployment(ctx, "default", spec("web", 2), CreateOnly); !errors.Is(err, ErrExists) {
 		t.Fatalf("CreateOnly on existing: %v", err)
 	}
-	if _, _, _, err := s.ApplyDeployment(ctx, spec("nope", 1), UpdateOnly); !errors.Is(err, ErrNotFound) {
+	if _, _, _, err := s.ApplyDeployment(ctx, "default", spec("nope", 1), UpdateOnly); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("UpdateOnly on missing: %v", err)
 	}
 	// Same spec again: nothing changes.
-	d, created, changed, err = s.ApplyDeployment(ctx, spec("web", 2), CreateOrUpdate)
+	d, created, changed, err = s.ApplyDeployment(ctx, "default", spec("web", 2), CreateOrUpdate)
 	if err != nil || created || changed || d.Generation != 1 {
 		t.Fatalf("no-op apply: %+v %v %v %v", d, created, changed, err)
 	}
 	// Scaling keeps the revision, bumps the generation.
-	d, _, changed, err = s.ApplyDeployment(ctx, spec("web", 5), CreateOrUpdate)
+	d, _, changed, err = s.ApplyDeployment(ctx, "default", spec("web", 5), CreateOrUpdate)
 	if err != nil || !changed || d.Revision != 1 || d.Generation != 2 || d.Spec.Replicas.Max != 5 {
 		t.Fatalf("scale: %+v %v %v", d, changed, err)
 	}
 	// A template change makes revision 2.
-	d, _, _, err = s.ApplyDeployment(ctx, spec("web", 5, "--v2"), CreateOrUpdate)
+	d, _, _, err = s.ApplyDeployment(ctx, "default", spec("web", 5, "--v2"), CreateOrUpdate)
 	if err != nil || d.Revision != 2 {
 		t.Fatalf("template change: %+v %v", d, err)
 	}
@@ -61,7 +61,7 @@ func TestApplyRevisionsAndModes(t *testing.T) {
 	if _, err := s.MarkDeleted(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := s.ApplyDeployment(ctx, spec("web", 1), CreateOrUpdate); !errors.Is(err, ErrExists) {
+	if _, _, _, err := s.ApplyDeployment(ctx, "default", spec("web", 1), CreateOrUpdate); !errors.Is(err, ErrExists) {
 		t.Fatalf("apply while deleting: %v", err)
 	}
 	if err := s.RemoveDeployment(ctx, "web"); err != nil {
@@ -79,7 +79,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "aloft.db")
 	s := open(t, path)
-	if _, _, _, err := s.ApplyDeployment(ctx, spec("api", 3), CreateOrUpdate); err != nil {
+	if _, _, _, err := s.ApplyDeployment(ctx, "default", spec("api", 3), CreateOrUpdate); err != nil {
 		t.Fatal(err)
 	}
 	r := Replica{ID: "api-1", Deployment: "api", Revision: 1, Cloud: "local-a", State: v1.ReplicaReady,

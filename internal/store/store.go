@@ -24,9 +24,10 @@ var (
 
 // Deployment is the stored desired state of one deployment.
 type Deployment struct {
-	Name     string
-	Spec     v1.DeploymentSpec
-	Revision int64 // current revision: bumps when the replica template changes
+	Name      string
+	Workspace string
+	Spec      v1.DeploymentSpec
+	Revision  int64 // current revision: bumps when the replica template changes
 	// Generation bumps on every accepted change (template, replicas, placement).
 	Generation int64
 	CreatedAt  time.Time
@@ -68,7 +69,8 @@ type Store interface {
 	// ApplyDeployment creates or updates a deployment. A change to the replica
 	// template (anything but replicas and placement) creates a new revision.
 	// It reports whether the deployment was created and whether anything changed.
-	ApplyDeployment(ctx context.Context, spec v1.DeploymentSpec, mode ApplyMode) (d Deployment, created, changed bool, err error)
+	// A deployment belongs to one workspace; its name is unique across all of them.
+	ApplyDeployment(ctx context.Context, workspace string, spec v1.DeploymentSpec, mode ApplyMode) (d Deployment, created, changed bool, err error)
 	GetDeployment(ctx context.Context, name string) (Deployment, error)
 	ListDeployments(ctx context.Context) ([]Deployment, error)
 	// MarkDeleted requests deletion; RemoveDeployment drops the row and its revisions.
@@ -89,6 +91,8 @@ type Store interface {
 
 	SetCloudState(ctx context.Context, s CloudState) error
 	ListCloudStates(ctx context.Context) ([]CloudState, error)
+
+	Security
 
 	Close() error
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -34,7 +33,7 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Post("http://"+e.api+"/api/v1/deployments", "application/yaml", strings.NewReader(tc.body))
+			resp, err := e.do("POST", "/api/v1/deployments", "application/yaml", tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,8 +76,7 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 	}
 
 	// PUT with a name that differs from the URL.
-	req, _ := http.NewRequest("PUT", "http://"+e.api+"/api/v1/deployments/a", strings.NewReader("name: b\ncommand: [x]\n"))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.do("PUT", "/api/v1/deployments/a", "", "name: b\ncommand: [x]\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +103,7 @@ func TestBadInputIsRejectedAndNothingStored(t *testing.T) {
 		t.Errorf("cordon unknown cloud: exit %d %s", code, errOut)
 	}
 	for _, path := range []string{"/api/v1/deployments/valid/events?after=-1", "/api/v1/deployments/valid/logs?tail=x"} {
-		resp, err := http.Get("http://" + e.api + path)
+		resp, err := e.do("GET", path, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -88,7 +88,7 @@ func TestDeployExampleAcrossThreeClouds(t *testing.T) {
 	}
 
 	// Metrics are exported.
-	m, err := http.Get("http://" + e.api + "/metrics")
+	m, err := e.do("GET", "/metrics", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

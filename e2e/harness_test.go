@@ -65,6 +65,8 @@ func freePort(t *testing.T) string {
 type env struct {
 	t       *testing.T
 	data    string
+	keyFile string
+	token   string
 	api     string
 	gateway string
 	extra   []string
@@ -77,6 +79,7 @@ type env struct {
 func newEnv(t *testing.T, extraArgs ...string) *env {
 	t.Helper()
 	e := &env{t: t, data: t.TempDir(), api: freePort(t), gateway: freePort(t), extra: extraArgs}
+	e.keyFile = filepath.Join(t.TempDir(), "secrets.key")
 	e.start()
 	t.Cleanup(e.cleanup)
 	return e
@@ -94,12 +97,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (e *env) environ() []string {
-	return append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "ALOFT_SERVER=http://"+e.api)
+	return append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "ALOFT_SERVER=http://"+e.api,
+		"ALOFT_TOKEN="+e.token, "ALOFT_CONFIG="+filepath.Join(e.data, "cli-config.json"))
 }
 
 func (e *env) start() {
 	e.t.Helper()
-	args := append([]string{"server", "--data", e.data, "--listen", e.api, "--gateway-listen", e.gateway, "--log-level", "debug"}, e.extra...)
+	args := append([]string{"server", "--data", e.data, "--listen", e.api, "--gateway-listen", e.gateway, "--log-level", "debug",
+		"--secrets-key-file", e.keyFile}, e.extra...)
 	e.cmd = exec.Command(filepath.Join(binDir, "aloft"), args...)
 	e.cmd.Env = e.environ()
 	e.log, e.logMu = &bytes.Buffer{}, &sync.Mutex{}
@@ -113,6 +118,12 @@ func (e *env) start() {
 		err := e.c.Ready(context.Background())
 		return err == nil, fmt.Sprint(err)
 	})
+	tok, err := os.ReadFile(filepath.Join(e.data, "admin.token"))
+	if err != nil {
+		e.t.Fatalf("admin token: %v", err)
+	}
+	e.token = strings.TrimSpace(string(tok))
+	e.c.Token = e.token
 }
 
 func (e *env) serverLog() string {
@@ -351,4 +362,17 @@ func cloudsOf(d v1.Deployment) map[string]int {
 		m[r.Cloud]++
 	}
 	return m
+}
+
+// do sends an authenticated API request.
+func (e *env) do(method, path, contentType, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, "http://"+e.api+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	return http.DefaultClient.Do(req)
 }

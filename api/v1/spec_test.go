@@ -109,7 +109,7 @@ func TestParseSpecValid(t *testing.T) {
 			}
 		}},
 		{"env", base + "env:\n- {name: GREETING, value: hello}\n- {name: _X1, value: \"\"}\n", func(t *testing.T, s *DeploymentSpec) {
-			if len(s.Env) != 2 || s.Env[0] != (EnvVar{"GREETING", "hello"}) {
+			if len(s.Env) != 2 || s.Env[0] != (EnvVar{Name: "GREETING", Value: "hello"}) {
 				t.Errorf("env = %+v", s.Env)
 			}
 		}},
@@ -310,7 +310,9 @@ func TestParseSpecErrors(t *testing.T) {
 		{"health timeout above default period", base + "health: {timeoutSeconds: 10}\n", []wantErr{{"health.timeoutSeconds", "(10) must be <= health.periodSeconds (5)"}}},
 
 		// access
-		{"access private", base + "access: {public: false}\n", []wantErr{{"access.public", "endpoint tokens are not supported yet"}}},
+		{"bad allow cidr", base + "access: {public: false, allowCIDRs: [10.0.0.0/8, nope]}\n", []wantErr{{"access.allowCIDRs[1]", "must be a CIDR"}}},
+		{"env value and valueFrom", base + "env: [{name: K, value: v, valueFrom: {secret: s}}]\n", []wantErr{{"env[0]", "not both"}}},
+		{"env bad secret name", base + "env: [{name: K, valueFrom: {secret: Bad_Name}}]\n", []wantErr{{"env[0].valueFrom.secret", "must name a secret"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,7 +344,7 @@ env:
 - {name: I}
 - {name: A}
 health: {path: x}
-access: {public: false}
+access: {allowCIDRs: [bad]}
 `
 	_, err := ParseSpec([]byte(in))
 	got := fieldErrors(t, err)
@@ -350,12 +352,12 @@ access: {public: false}
 	for _, f := range got {
 		fields = append(fields, f.Field)
 	}
-	want := []string{"access.public", "env[1].name", "env[10].name", "health.path", "image", "name", "port", "replica", "replicas.min"}
+	want := []string{"access.allowCIDRs[0]", "env[1].name", "env[10].name", "health.path", "image", "name", "port", "replica", "replicas.min"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Fatalf("fields = %v\nwant     %v", fields, want)
 	}
 	msg := err.Error()
-	if !strings.HasPrefix(msg, "invalid spec: access.public: endpoint tokens") || !strings.Contains(msg, "; env[1].name: ") {
+	if !strings.HasPrefix(msg, "invalid spec: access.allowCIDRs[0]: must be a CIDR") || !strings.Contains(msg, "; env[1].name: ") {
 		t.Errorf("Error() = %s", msg)
 	}
 }

@@ -26,10 +26,18 @@ type DeploymentSpec struct {
 	Access    AccessPolicy `json:"access,omitempty"`
 }
 
-// EnvVar is one environment variable given to every replica.
+// EnvVar is one environment variable given to every replica: a literal
+// value, or a secret's value resolved when the replica starts.
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name      string     `json:"name"`
+	Value     string     `json:"value,omitempty"`
+	ValueFrom *EnvSource `json:"valueFrom,omitempty"`
+}
+
+// EnvSource names where an env value comes from.
+type EnvSource struct {
+	// Secret is the name of a secret in the deployment's workspace.
+	Secret string `json:"secret"`
 }
 
 // Resources is what one replica needs. Either a named Shape or explicit
@@ -83,13 +91,17 @@ type HealthCheck struct {
 
 // AccessPolicy says who may call the deployment through the gateway.
 type AccessPolicy struct {
-	// Public: anyone who reaches the gateway. The only mode for now.
+	// Public: anyone who reaches the gateway (default). When false, a request
+	// needs one of the deployment's endpoint tokens (Authorization: Bearer).
 	Public *bool `json:"public,omitempty"`
+	// AllowCIDRs, when set, admits only clients whose address is in one of them.
+	AllowCIDRs []string `json:"allowCIDRs,omitempty"`
 }
 
 // Deployment is a spec with its status, as the API returns it.
 type Deployment struct {
 	Name      string           `json:"name"`
+	Workspace string           `json:"workspace"`
 	Spec      DeploymentSpec   `json:"spec"`
 	Revision  int64            `json:"revision"`
 	CreatedAt time.Time        `json:"createdAt"`
@@ -156,10 +168,11 @@ type Condition struct {
 
 // Condition types.
 const (
-	ConditionAvailable   = "Available"   // at least one replica ready
-	ConditionPlaced      = "Placed"      // every desired replica has a cloud
-	ConditionRolledOut   = "RolledOut"   // every ready replica is of the current revision
-	ConditionUnsupported = "Unsupported" // no cloud can run this kind of workload
+	ConditionAvailable   = "Available"       // at least one replica ready
+	ConditionPlaced      = "Placed"          // every desired replica has a cloud
+	ConditionRolledOut   = "RolledOut"       // every ready replica is of the current revision
+	ConditionUnsupported = "Unsupported"     // no cloud can run this kind of workload
+	ConditionSecrets     = "SecretsResolved" // every referenced secret exists
 )
 
 // Event records one decision or observation of a controller.

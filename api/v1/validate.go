@@ -3,6 +3,7 @@ package v1
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -180,6 +181,10 @@ func (s *DeploymentSpec) validate() []FieldError {
 			e.add(p, "must start with a letter or '_' and contain only letters, digits and '_' (got %q)", v.Name)
 		case v.Name == ReservedEnvPort:
 			e.add(p, "PORT is set by aloft to the value of port; remove it and set port instead")
+		case v.ValueFrom != nil && v.Value != "":
+			e.add(fmt.Sprintf("env[%d]", i), "set value or valueFrom, not both")
+		case v.ValueFrom != nil && !IsDNS1123Label(v.ValueFrom.Secret):
+			e.add(fmt.Sprintf("env[%d].valueFrom.secret", i), "must name a secret (a DNS-1123 label, e.g. openai-key; got %q)", v.ValueFrom.Secret)
 		default:
 			if j, dup := seenEnv[v.Name]; dup {
 				e.add(p, "duplicate of env[%d] (%q); set each variable once", j, v.Name)
@@ -194,8 +199,12 @@ func (s *DeploymentSpec) validate() []FieldError {
 	s.validatePlacement(&e)
 	s.validateHealth(&e)
 
-	if s.Access.Public != nil && !*s.Access.Public {
-		e.add("access.public", "endpoint tokens are not supported yet: set public to true or leave it out")
+	for i, c := range s.Access.AllowCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			if _, aerr := netip.ParseAddr(c); aerr != nil {
+				e.add(fmt.Sprintf("access.allowCIDRs[%d]", i), "must be a CIDR such as 10.0.0.0/8 or an address (got %q)", c)
+			}
+		}
 	}
 	return e
 }

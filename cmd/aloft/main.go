@@ -32,8 +32,11 @@ func (e *exitErr) Error() string { return e.err.Error() }
 func (e *exitErr) Unwrap() error { return e.err }
 
 type globals struct {
-	server string
-	output string
+	server    string
+	output    string
+	ca        string
+	workspace string
+	cfg       config
 }
 
 func main() {
@@ -81,11 +84,18 @@ them when a cloud fails. Run 'aloft server' to start the control plane, then
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	g.cfg, _ = loadConfig()
 	def := os.Getenv("ALOFT_SERVER")
+	if def == "" {
+		def = g.cfg.Server
+	}
 	if def == "" {
 		def = "http://127.0.0.1:7070"
 	}
-	root.PersistentFlags().StringVar(&g.server, "server", def, "aloft API address (env ALOFT_SERVER)")
+	root.PersistentFlags().StringVar(&g.server, "server", def, "aloft API address (env ALOFT_SERVER, else the login's)")
+	root.PersistentFlags().StringVar(&g.ca, "ca", g.cfg.CA, "PEM file of the CA that signed the server's certificate (e.g. <data>/tls/ca.crt)")
+	root.PersistentFlags().StringVar(&g.workspace, "workspace", "", "workspace to act in (default: the token's)")
+	root.MarkPersistentFlagFilename("ca", "crt", "pem")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err.Error() + "\n" + c.UsageString()} })
@@ -95,11 +105,31 @@ them when a cloud fails. Run 'aloft server' to start the control plane, then
 		newApplyCmd(g), newGetCmd(g), newListCmd(g), newDeleteCmd(g), newScaleCmd(g),
 		newLogsCmd(g), newEventsCmd(g), newRevisionsCmd(g),
 		newCloudsCmd(g), newCloudCmd(g),
+		newLoginCmd(g), newWhoamiCmd(g), newTokenCmd(g), newSecretCmd(g), newEndpointTokenCmd(g),
+		newAuditCmd(g), newWorkspaceCmd(g),
 	)
 	return root
 }
 
-func (g *globals) client() *client.Client { return client.New(g.server) }
+// client builds an API client: token from ALOFT_TOKEN, else the login's.
+func (g *globals) client() *client.Client {
+	c := client.New(g.server)
+	c.Token = os.Getenv("ALOFT_TOKEN")
+	if c.Token == "" {
+		c.Token = g.cfg.Token
+	}
+	c.Workspace = g.workspace
+	if g.ca != "" {
+		pem, err := os.ReadFile(g.ca)
+		if err == nil {
+			err = c.WithCA(pem)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warning: --ca %s: %v\n", g.ca, err)
+		}
+	}
+	return c
+}
 
 func (g *globals) checkOutput() error {
 	switch g.output {

@@ -26,6 +26,7 @@ its state in a SQLite database in --data.`,
 				return &usageError{"--log-level: " + err.Error()}
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cfg.SecretsKeyEnv = os.Getenv("ALOFT_SECRETS_KEY")
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -37,6 +38,13 @@ its state in a SQLite database in --data.`,
 	f.StringVar(&cfg.CloudsFile, "clouds", "", "clouds YAML file (default: three local clouds)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "gateway domain: <deployment>.<domain> routes to a deployment")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cfgDir, _ := os.UserConfigDir()
+	f.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", filepath.Join(cfgDir, "aloft", "secrets.key"),
+		"key-encryption key for secrets (created on first start; keep it apart from --data); env ALOFT_SECRETS_KEY wins")
+	f.Float64Var(&cfg.RateLimit, "rate-limit", 50, "API requests per second per token (burst twice that); 0 disables")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API and gateway over TLS with this certificate (PEM)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key for --tls-cert (PEM)")
+	f.BoolVar(&cfg.TLSAuto, "tls-auto", false, "serve TLS with a local CA and certificate made in <data>/tls (clients use --ca <data>/tls/ca.crt)")
 	cmd.MarkFlagFilename("clouds", "yaml", "yml")
 	cmd.MarkFlagDirname("data")
 	return cmd

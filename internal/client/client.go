@@ -5,6 +5,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,8 +21,11 @@ import (
 
 // Client talks to one aloft server.
 type Client struct {
-	Base string // e.g. http://127.0.0.1:7070
-	HTTP *http.Client
+	Base  string // e.g. http://127.0.0.1:7070
+	Token string // API token, sent as Authorization: Bearer
+	// Workspace, when set, is sent as ?workspace= on every call.
+	Workspace string
+	HTTP      *http.Client
 }
 
 // New returns a client for the server at base (scheme optional).
@@ -29,6 +34,17 @@ func New(base string) *Client {
 		base = "http://" + base
 	}
 	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{}}
+}
+
+// WithCA makes the client trust the PEM certificate authority in caPEM (for
+// servers started with --tls-auto).
+func (c *Client) WithCA(caPEM []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return errors.New("no PEM certificate found in the CA file")
+	}
+	c.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return nil
 }
 
 // APIError is a non-2xx answer from the server.
@@ -62,9 +78,19 @@ func IsNotFound(err error) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	if c.Workspace != "" {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "workspace=" + url.QueryEscape(c.Workspace)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -209,4 +235,106 @@ func (c *Client) CloudAction(ctx context.Context, name, action string) (v1.Cloud
 func (c *Client) Ready(ctx context.Context) error {
 	_, err := c.json(ctx, "GET", "/readyz", nil, nil)
 	return err
+}
+
+func (c *Client) WhoAmI(ctx context.Context) (v1.Identity, error) {
+	var id v1.Identity
+	_, err := c.json(ctx, "GET", "/api/v1/whoami", nil, &id)
+	return id, err
+}
+
+func (c *Client) CreateToken(ctx context.Context, req v1.TokenRequest) (v1.NewToken, error) {
+	var t v1.NewToken
+	_, err := c.json(ctx, "POST", "/api/v1/tokens", req, &t)
+	return t, err
+}
+
+func (c *Client) ListTokens(ctx context.Context) ([]v1.TokenInfo, error) {
+	var l list[v1.TokenInfo]
+	_, err := c.json(ctx, "GET", "/api/v1/tokens", nil, &l)
+	return l.Items, err
+}
+
+func (c *Client) RevokeToken(ctx context.Context, id string) (v1.TokenInfo, error) {
+	var t v1.TokenInfo
+	_, err := c.json(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(id), nil, &t)
+	return t, err
+}
+
+func (c *Client) ListWorkspaces(ctx context.Context) ([]v1.Workspace, error) {
+	var l list[v1.Workspace]
+	_, err := c.json(ctx, "GET", "/api/v1/workspaces", nil, &l)
+	return l.Items, err
+}
+
+func (c *Client) CreateWorkspace(ctx context.Context, name string) error {
+	_, err := c.json(ctx, "POST", "/api/v1/workspaces", v1.Workspace{Name: name}, nil)
+	return err
+}
+
+// SetSecret stores a secret value (write-only).
+func (c *Client) SetSecret(ctx context.Context, name, value string) (created bool, err error) {
+	code, err := c.json(ctx, "PUT", "/api/v1/secrets/"+url.PathEscape(name), v1.SecretValue{Value: value}, nil)
+	return code == http.StatusCreated, err
+}
+
+func (c *Client) ListSecrets(ctx context.Context) ([]v1.SecretInfo, error) {
+	var l list[v1.SecretInfo]
+	_, err := c.json(ctx, "GET", "/api/v1/secrets", nil, &l)
+	return l.Items, err
+}
+
+func (c *Client) DeleteSecret(ctx context.Context, name string) error {
+	_, err := c.json(ctx, "DELETE", "/api/v1/secrets/"+url.PathEscape(name), nil, nil)
+	return err
+}
+
+func (c *Client) RotateSecretsKey(ctx context.Context) (v1.RotateResult, error) {
+	var r v1.RotateResult
+	_, err := c.json(ctx, "POST", "/api/v1/secrets-key/rotate", nil, &r)
+	return r, err
+}
+
+func (c *Client) CreateEndpointToken(ctx context.Context, deployment string, req v1.EndpointTokenRequest) (v1.NewEndpointToken, error) {
+	var t v1.NewEndpointToken
+	_, err := c.json(ctx, "POST", "/api/v1/deployments/"+url.PathEscape(deployment)+"/endpoint-tokens", req, &t)
+	return t, err
+}
+
+func (c *Client) ListEndpointTokens(ctx context.Context, deployment string) ([]v1.EndpointTokenInfo, error) {
+	var l list[v1.EndpointTokenInfo]
+	_, err := c.json(ctx, "GET", "/api/v1/deployments/"+url.PathEscape(deployment)+"/endpoint-tokens", nil, &l)
+	return l.Items, err
+}
+
+func (c *Client) RevokeEndpointToken(ctx context.Context, deployment, id string) error {
+	_, err := c.json(ctx, "DELETE", "/api/v1/deployments/"+url.PathEscape(deployment)+"/endpoint-tokens/"+url.PathEscape(id), nil, nil)
+	return err
+}
+
+// AuditQuery filters the audit log.
+type AuditQuery struct {
+	Token, Action, Result, Since string
+	Limit                        int
+}
+
+func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]v1.AuditRecord, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"token": q.Token, "action": q.Action, "result": q.Result, "since": q.Since} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var l list[v1.AuditRecord]
+	_, err := c.json(ctx, "GET", "/api/v1/audit?"+v.Encode(), nil, &l)
+	return l.Items, err
+}
+
+func (c *Client) VerifyAudit(ctx context.Context) (v1.AuditVerification, error) {
+	var r v1.AuditVerification
+	_, err := c.json(ctx, "GET", "/api/v1/audit/verify", nil, &r)
+	return r, err
 }

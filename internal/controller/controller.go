@@ -49,6 +49,36 @@ type Options struct {
 	StopGrace time.Duration
 	// StartFailureBackoff is the first wait before retrying a replica that failed to start (default 1s, doubling to 1m).
 	StartFailureBackoff time.Duration
+	// ResolveSecret returns a secret's value for replicas' env; an error
+	// wrapping store.ErrNotFound means the secret does not exist. Nil: specs
+	// that reference secrets cannot start.
+	ResolveSecret func(ctx context.Context, workspace, name string) (string, error)
+}
+
+// ErrSecretMissing marks a spec whose referenced secret does not exist.
+var ErrSecretMissing = errors.New("secret not found")
+
+// secretEnv resolves the spec's valueFrom references into NAME=value pairs.
+func (c *Controller) secretEnv(ctx context.Context, workspace string, spec v1.DeploymentSpec) ([]string, error) {
+	var env []string
+	for _, e := range spec.Env {
+		if e.ValueFrom == nil {
+			continue
+		}
+		if c.opts.ResolveSecret == nil {
+			return nil, fmt.Errorf("%w: secrets are not configured on this server (env %s needs secret %q)", ErrSecretMissing, e.Name, e.ValueFrom.Secret)
+		}
+		v, err := c.opts.ResolveSecret(ctx, workspace, e.ValueFrom.Secret)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: env %s needs secret %q, which does not exist in workspace %q; create it with aloft secret set %s",
+				ErrSecretMissing, e.Name, e.ValueFrom.Secret, workspace, e.ValueFrom.Secret)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("secret %q for env %s: %w", e.ValueFrom.Secret, e.Name, err)
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	return env, nil
 }
 
 // Controller reconciles deployments.
@@ -438,7 +468,12 @@ func (c *Controller) observe(ctx context.Context, r store.Replica, states map[st
 		if serr != nil {
 			return nil, serr
 		}
-		inst, err = cl.Provider.Adopt(ctx, provider.Replica{ID: r.ID, Deployment: r.Deployment, Revision: r.Revision, Spec: spec}, r.Handle)
+		ws := ""
+		if d, derr := c.st.GetDeployment(ctx, r.Deployment); derr == nil {
+			ws = d.Workspace
+		}
+		env, _ := c.secretEnv(ctx, ws, spec) // a secret deleted since start: adopt anyway, restarts get what resolves
+		inst, err = cl.Provider.Adopt(ctx, provider.Replica{ID: r.ID, Deployment: r.Deployment, Revision: r.Revision, Spec: spec, Env: env}, r.Handle)
 		if errors.Is(err, provider.ErrGone) {
 			o.gone, o.why = true, "its process is gone"
 			return o, nil
@@ -651,6 +686,13 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 	if time.Now().Before(bo.until) {
 		return placement.Decision{}, nil
 	}
+	env, err := c.secretEnv(ctx, d.Workspace, d.Spec)
+	if err != nil {
+		// No replica starts without its secrets: the deployment waits.
+		c.eventOnce(ctx, d.Name, "Secrets", "Warning", "SecretMissing", err.Error())
+		return placement.Decision{Unplaced: n, Reason: err.Error(), Blocked: true}, nil
+	}
+	c.clearOnce(d.Name, "Secrets")
 	existing := map[string]int{}
 	for _, o := range current {
 		existing[o.rec.Cloud]++
@@ -673,7 +715,7 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 	}
 	failed := false
 	for _, ch := range dec.Placed {
-		if err := c.startReplica(ctx, d, ch); err != nil {
+		if err := c.startReplica(ctx, d, ch, env); err != nil {
 			failed = true
 		}
 	}
@@ -694,7 +736,7 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 
 // startReplica writes the record first (so a crash leaves something to
 // reconcile), then asks the provider to start it.
-func (c *Controller) startReplica(ctx context.Context, d store.Deployment, ch placement.Choice) error {
+func (c *Controller) startReplica(ctx context.Context, d store.Deployment, ch placement.Choice, env []string) error {
 	cl, _ := c.clouds.Get(ch.Cloud)
 	rec := store.Replica{
 		ID: newReplicaID(d.Name), Deployment: d.Name, Revision: d.Revision, Cloud: ch.Cloud,
@@ -708,7 +750,7 @@ func (c *Controller) startReplica(ctx context.Context, d store.Deployment, ch pl
 	c.mu.Unlock()
 	c.event(ctx, d.Name, "Normal", "Placed", fmt.Sprintf("replica %s (revision %d) on %s/%s: %s", rec.ID, d.Revision, ch.Cloud, ch.Region, ch.Reason))
 	inst, err := cl.Provider.Start(ctx, provider.Replica{
-		ID: rec.ID, Deployment: d.Name, Revision: d.Revision, Spec: d.Spec,
+		ID: rec.ID, Deployment: d.Name, Revision: d.Revision, Spec: d.Spec, Env: env,
 	})
 	if err != nil {
 		rec.State, rec.Message = v1.ReplicaFailed, err.Error()

@@ -79,7 +79,18 @@ func (c *Controller) writeStatus(ctx context.Context, d store.Deployment, live [
 	if !supported {
 		cond(v1.ConditionUnsupported, true, "NoRuntime", unsupportedMessage(runtime))
 	}
+	if dec.Blocked {
+		cond(v1.ConditionSecrets, false, "SecretMissing", dec.Reason)
+	} else if hasSecretRefs(d.Spec) {
+		if p, ok := prev[v1.ConditionSecrets]; ok && p.Status == "False" && len(dec.Placed) == 0 && st.ReadyReplicas < desired {
+			st.Conditions = append(st.Conditions, p) // still waiting (e.g. start backoff)
+		} else {
+			cond(v1.ConditionSecrets, true, "Resolved", "every referenced secret exists")
+		}
+	}
 	switch {
+	case dec.Blocked:
+		cond(v1.ConditionPlaced, false, "SecretMissing", "replicas wait for their secrets")
 	case dec.Unplaced > 0:
 		cond(v1.ConditionPlaced, false, "Unplaceable", fmt.Sprintf("%d replica(s) cannot be placed: %s", dec.Unplaced, dec.Reason))
 	case failedStart != "":
@@ -110,6 +121,15 @@ func (c *Controller) writeStatus(ctx context.Context, d store.Deployment, live [
 		return nil
 	}
 	return c.st.SetStatus(ctx, d.Name, st)
+}
+
+func hasSecretRefs(s v1.DeploymentSpec) bool {
+	for _, e := range s.Env {
+		if e.ValueFrom != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func unsupportedMessage(runtime string) string {

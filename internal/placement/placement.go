@@ -98,6 +98,8 @@ type Decision struct {
 	Reason   string `json:"reason,omitempty"`
 	// Warning is set when a soft goal (spread) could not be met.
 	Warning string `json:"warning,omitempty"`
+	// Blocked: placement was not attempted because a precondition (a secret) is missing.
+	Blocked bool `json:"blocked,omitempty"`
 }
 
 // Placer is what the controller calls; the optimizer will implement it too.

@@ -16,11 +16,14 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/provider"
+	"github.com/aloft-dev/aloft/internal/auth"
+	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,44 +38,99 @@ type API struct {
 	Logger     *slog.Logger
 	// Ready reports whether the server finished starting (first reconcile done).
 	Ready *atomic.Bool
+	// Keys seal and open secrets; KeyFile is where rotation writes a new key ("" when the key came from the environment).
+	Keys    *atomic.Pointer[secrets.Keyring]
+	KeyFile string
+	// Limiter rate-limits each API token; nil means unlimited.
+	Limiter *auth.Limiter
+
+	touchMu  sync.Mutex
+	touched  map[string]time.Time
+	rotateMu sync.Mutex
 }
 
-// Route is one API endpoint; the table drives the mux and the OpenAPI test.
+// Scope says how a route finds the workspace it acts on.
+type Scope int
+
+const (
+	// Unscoped routes act on nothing of one workspace (clouds, workspaces).
+	Unscoped Scope = iota
+	// ScopeRequest: the workspace named by ?workspace= (or the token's own).
+	ScopeRequest
+	// ScopeDeployment: the workspace of the deployment {name}.
+	ScopeDeployment
+	// ScopeToken: the workspace of the API token {id}.
+	ScopeToken
+)
+
+// Route is one API endpoint; the table drives the mux, access control, the
+// audit log, the OpenAPI test and the RBAC test.
 type Route struct {
 	Method, Path string
 	Handler      func(*API, http.ResponseWriter, *http.Request)
+	// Public routes need no token (only /healthz and /readyz).
+	Public bool
+	// Role is the least role allowed; Scope how the workspace is found.
+	Role  auth.Role
+	Scope Scope
+	// Action names the call in the audit log; every non-GET route is audited.
+	Action string
 }
 
 // Routes lists every endpoint the API serves.
 var Routes = []Route{
-	{"GET", "/healthz", (*API).healthz},
-	{"GET", "/readyz", (*API).readyz},
-	{"GET", "/api/v1/openapi.json", (*API).openapi},
-	{"GET", "/api/v1/deployments", (*API).listDeployments},
-	{"POST", "/api/v1/deployments", (*API).createDeployment},
-	{"GET", "/api/v1/deployments/{name}", (*API).getDeployment},
-	{"PUT", "/api/v1/deployments/{name}", (*API).putDeployment},
-	{"DELETE", "/api/v1/deployments/{name}", (*API).deleteDeployment},
-	{"POST", "/api/v1/deployments/{name}/scale", (*API).scaleDeployment},
-	{"GET", "/api/v1/deployments/{name}/revisions", (*API).listRevisions},
-	{"GET", "/api/v1/deployments/{name}/events", (*API).listEvents},
-	{"GET", "/api/v1/deployments/{name}/logs", (*API).logs},
-	{"GET", "/api/v1/clouds", (*API).listClouds},
-	{"POST", "/api/v1/clouds/{name}/{action}", (*API).cloudAction},
+	{Method: "GET", Path: "/healthz", Handler: (*API).healthz, Public: true},
+	{Method: "GET", Path: "/readyz", Handler: (*API).readyz, Public: true},
+	{Method: "GET", Path: "/api/v1/openapi.json", Handler: (*API).openapi, Role: auth.Viewer},
+	{Method: "GET", Path: "/metrics", Handler: (*API).metrics, Role: auth.Admin},
+	{Method: "GET", Path: "/api/v1/whoami", Handler: (*API).whoami, Role: auth.Viewer},
+	{Method: "GET", Path: "/api/v1/deployments", Handler: (*API).listDeployments, Role: auth.Viewer, Scope: ScopeRequest},
+	{Method: "POST", Path: "/api/v1/deployments", Handler: (*API).createDeployment, Role: auth.Developer, Scope: ScopeRequest, Action: "deployment.create"},
+	{Method: "GET", Path: "/api/v1/deployments/{name}", Handler: (*API).getDeployment, Role: auth.Viewer, Scope: ScopeDeployment},
+	{Method: "PUT", Path: "/api/v1/deployments/{name}", Handler: (*API).putDeployment, Role: auth.Developer, Scope: ScopeDeployment, Action: "deployment.apply"},
+	{Method: "DELETE", Path: "/api/v1/deployments/{name}", Handler: (*API).deleteDeployment, Role: auth.Developer, Scope: ScopeDeployment, Action: "deployment.delete"},
+	{Method: "POST", Path: "/api/v1/deployments/{name}/scale", Handler: (*API).scaleDeployment, Role: auth.Developer, Scope: ScopeDeployment, Action: "deployment.scale"},
+	{Method: "GET", Path: "/api/v1/deployments/{name}/revisions", Handler: (*API).listRevisions, Role: auth.Viewer, Scope: ScopeDeployment},
+	{Method: "GET", Path: "/api/v1/deployments/{name}/events", Handler: (*API).listEvents, Role: auth.Viewer, Scope: ScopeDeployment},
+	{Method: "GET", Path: "/api/v1/deployments/{name}/logs", Handler: (*API).logs, Role: auth.Developer, Scope: ScopeDeployment},
+	{Method: "GET", Path: "/api/v1/deployments/{name}/endpoint-tokens", Handler: (*API).listEndpointTokens, Role: auth.Developer, Scope: ScopeDeployment},
+	{Method: "POST", Path: "/api/v1/deployments/{name}/endpoint-tokens", Handler: (*API).createEndpointToken, Role: auth.Developer, Scope: ScopeDeployment, Action: "endpoint-token.create"},
+	{Method: "DELETE", Path: "/api/v1/deployments/{name}/endpoint-tokens/{id}", Handler: (*API).revokeEndpointToken, Role: auth.Developer, Scope: ScopeDeployment, Action: "endpoint-token.revoke"},
+	{Method: "GET", Path: "/api/v1/secrets", Handler: (*API).listSecrets, Role: auth.Viewer, Scope: ScopeRequest},
+	{Method: "PUT", Path: "/api/v1/secrets/{name}", Handler: (*API).putSecret, Role: auth.Developer, Scope: ScopeRequest, Action: "secret.set"},
+	{Method: "DELETE", Path: "/api/v1/secrets/{name}", Handler: (*API).deleteSecret, Role: auth.Developer, Scope: ScopeRequest, Action: "secret.delete"},
+	{Method: "POST", Path: "/api/v1/secrets-key/rotate", Handler: (*API).rotateKey, Role: auth.Admin, Action: "secret.rotate-key"},
+	{Method: "GET", Path: "/api/v1/tokens", Handler: (*API).listTokens, Role: auth.Admin, Scope: ScopeRequest},
+	{Method: "POST", Path: "/api/v1/tokens", Handler: (*API).createToken, Role: auth.Admin, Scope: ScopeRequest, Action: "token.create"},
+	{Method: "DELETE", Path: "/api/v1/tokens/{id}", Handler: (*API).revokeToken, Role: auth.Admin, Scope: ScopeToken, Action: "token.revoke"},
+	{Method: "GET", Path: "/api/v1/workspaces", Handler: (*API).listWorkspaces, Role: auth.Viewer},
+	{Method: "POST", Path: "/api/v1/workspaces", Handler: (*API).createWorkspace, Role: auth.Admin, Action: "workspace.create"},
+	{Method: "GET", Path: "/api/v1/audit", Handler: (*API).listAudit, Role: auth.Admin, Scope: ScopeRequest},
+	{Method: "GET", Path: "/api/v1/audit/verify", Handler: (*API).verifyAudit, Role: auth.Admin},
+	{Method: "GET", Path: "/api/v1/clouds", Handler: (*API).listClouds, Role: auth.Viewer},
+	{Method: "POST", Path: "/api/v1/clouds/{name}/{action}", Handler: (*API).cloudAction, Role: auth.Admin, Action: "cloud.action"},
 }
+
+// maxBodyBytes bounds every API request body (specs have their own 1 MiB limit).
+const maxBodyBytes = v1.MaxSpecBytes + 1
 
 // Handler returns the API's HTTP handler.
 func (a *API) Handler() http.Handler {
+	if a.touched == nil {
+		a.touched = map[string]time.Time{}
+	}
 	mux := http.NewServeMux()
 	for _, rt := range Routes {
-		h := rt.Handler
-		mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { h(a, w, r) })
+		mux.HandleFunc(rt.Method+" "+rt.Path, a.guard(rt))
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})
 	return recoverer(a.Logger, mux)
+}
+
+func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
+	promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 }
 
 // recoverer turns a handler panic into a logged 500 instead of a dropped connection.
@@ -154,7 +212,7 @@ func toAPI(d store.Deployment) v1.Deployment {
 	if st.Conditions == nil {
 		st.Conditions = []v1.Condition{}
 	}
-	return v1.Deployment{Name: d.Name, Spec: d.Spec, Revision: d.Revision, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Status: st}
+	return v1.Deployment{Name: d.Name, Workspace: d.Workspace, Spec: d.Spec, Revision: d.Revision, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Status: st}
 }
 
 func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
@@ -163,9 +221,13 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
 		a.writeStoreError(w, err, "deployments")
 		return
 	}
+	req := requestOf(r)
+	all := req.caller.Workspace == auth.AllWorkspaces && !req.explicit
 	items := make([]v1.Deployment, 0, len(deps))
 	for _, d := range deps {
-		items = append(items, toAPI(d))
+		if all || d.Workspace == req.workspace {
+			items = append(items, toAPI(d))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
@@ -201,7 +263,11 @@ func (a *API) createDeployment(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, _, _, err := a.Store.ApplyDeployment(r.Context(), "default", *spec, store.CreateOnly)
+	ws := requestOf(r).workspace
+	if !a.workspaceExists(w, r, ws) {
+		return
+	}
+	d, _, _, err := a.Store.ApplyDeployment(r.Context(), ws, *spec, store.CreateOnly)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
 			writeError(w, http.StatusConflict, fmt.Sprintf("deployment %q already exists; update it with PUT /api/v1/deployments/%s (aloft apply)", spec.Name, spec.Name))
@@ -225,7 +291,11 @@ func (a *API) putDeployment(w http.ResponseWriter, r *http.Request) {
 			v1.FieldError{Field: "name", Reason: fmt.Sprintf("must be %q to match the URL", name)})
 		return
 	}
-	d, created, _, err := a.Store.ApplyDeployment(r.Context(), "default", *spec, store.CreateOrUpdate)
+	ws := requestOf(r).workspace
+	if !a.workspaceExists(w, r, ws) {
+		return
+	}
+	d, created, _, err := a.Store.ApplyDeployment(r.Context(), ws, *spec, store.CreateOrUpdate)
 	if err != nil {
 		a.writeStoreError(w, err, "deployment")
 		return
@@ -236,6 +306,20 @@ func (a *API) putDeployment(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusCreated
 	}
 	writeJSON(w, code, toAPI(d))
+}
+
+// workspaceExists answers 404 when ws is not a workspace.
+func (a *API) workspaceExists(w http.ResponseWriter, r *http.Request, ws string) bool {
+	ok, err := a.Store.WorkspaceExists(r.Context(), ws)
+	if err != nil {
+		a.writeStoreError(w, err, "workspace")
+		return false
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("workspace %q not found; create it with aloft workspace create", ws),
+			v1.FieldError{Field: "workspace", Reason: "no such workspace"})
+	}
+	return ok
 }
 
 func (a *API) getDeployment(w http.ResponseWriter, r *http.Request) {

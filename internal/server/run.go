@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,15 +11,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/auth"
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/gateway"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/provider/local"
+	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,6 +40,41 @@ type Config struct {
 	Resync time.Duration
 	// OnListening, if set, is called with the bound API and gateway addresses.
 	OnListening func(api, gateway string)
+
+	// SecretsKeyFile holds the key-encryption key (never in DataDir);
+	// SecretsKeyEnv, when set, is the key itself and wins.
+	SecretsKeyFile string
+	SecretsKeyEnv  string
+	// RateLimit is API requests per second per token (burst twice that); 0 = unlimited.
+	RateLimit float64
+	// TLS: a certificate pair, or TLSAuto for a local CA in DataDir/tls.
+	TLSCert, TLSKey string
+	TLSAuto         bool
+}
+
+// bootstrapAdmin creates the first admin token on a fresh store, writes it to
+// <data>/admin.token (0600) and returns it so it can be printed once.
+func bootstrapAdmin(ctx context.Context, st store.Store, dataDir string) (string, error) {
+	n, err := st.CountTokens(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	tok, err := newAPIToken("admin", auth.Admin, auth.AllWorkspaces, 0)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, "admin.token")
+	if err := os.WriteFile(path+".tmp", []byte(tok.Secret+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return "", err
+	}
+	if err := st.CreateToken(ctx, tok.Token); err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return tok.Secret, nil
 }
 
 // LoadClouds reads the clouds file, or returns the default local clouds.
@@ -75,6 +115,49 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	if abs, _ := filepath.Abs(cfg.SecretsKeyFile); cfg.SecretsKeyEnv == "" && within(abs, cfg.DataDir) {
+		return fmt.Errorf("--secrets-key-file %s is inside the data directory; keep the key apart from the data it protects", cfg.SecretsKeyFile)
+	}
+	keyring, keySource, keyCreated, err := secrets.Resolve(cfg.SecretsKeyEnv, cfg.SecretsKeyFile, true)
+	if err != nil {
+		return fmt.Errorf("secrets key: %w", err)
+	}
+	if keyCreated {
+		log.Info("created a new secrets key-encryption key; back it up", "file", cfg.SecretsKeyFile)
+	}
+	keys := &atomic.Pointer[secrets.Keyring]{}
+	keys.Store(keyring)
+	keyFile := cfg.SecretsKeyFile
+	if cfg.SecretsKeyEnv != "" {
+		keyFile = ""
+	}
+	if admin, err := bootstrapAdmin(ctx, st, cfg.DataDir); err != nil {
+		return fmt.Errorf("create the first admin token: %w", err)
+	} else if admin != "" {
+		fmt.Fprintf(os.Stderr, "\nFirst start: created an admin token (shown once; also in %s, mode 0600):\n\n    %s\n\nLog in with: aloft login --server URL --token-file %s\n\n",
+			filepath.Join(cfg.DataDir, "admin.token"), admin, filepath.Join(cfg.DataDir, "admin.token"))
+	}
+	var tlsCfg *tls.Config
+	switch {
+	case cfg.TLSAuto:
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		gwHost, _, _ := net.SplitHostPort(cfg.GatewayListen)
+		at, err := EnsureAutoTLS(filepath.Join(cfg.DataDir, "tls"), []string{host, gwHost, "*." + cfg.Domain})
+		if err != nil {
+			return fmt.Errorf("--tls-auto: %w", err)
+		}
+		if tlsCfg, err = tlsConfig(at.CertFile, at.KeyFile); err != nil {
+			return err
+		}
+		log.Info("serving TLS with the local CA; clients trust it with --ca", "ca", at.CAFile)
+	case cfg.TLSCert != "" || cfg.TLSKey != "":
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return errors.New("--tls-cert and --tls-key go together")
+		}
+		if tlsCfg, err = tlsConfig(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -104,10 +187,16 @@ func Run(ctx context.Context, cfg Config) error {
 	gw := gateway.New(gateway.Options{Domain: cfg.Domain, Registerer: reg, Logger: log.With("component", "gateway")})
 	ctl = controller.New(controller.Options{
 		Store: st, Clouds: clouds, Router: gw, Logger: log.With("component", "controller"),
-		Registerer: reg, Resync: cfg.Resync,
+		Registerer: reg, Resync: cfg.Resync, ResolveSecret: secretResolver(st, keys),
 	})
 	ready := &atomic.Bool{}
-	api := &API{Store: st, Controller: ctl, Clouds: clouds, Gatherer: reg, Logger: log, Ready: ready}
+	var limiter *auth.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = auth.NewLimiter(cfg.RateLimit, int(max(1, 2*cfg.RateLimit)))
+	}
+	api := &API{Store: st, Controller: ctl, Clouds: clouds, Gatherer: reg, Logger: log, Ready: ready,
+		Keys: keys, KeyFile: keyFile, Limiter: limiter}
+	log.Info("secrets key loaded", "source", keySource)
 
 	apiLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -118,8 +207,14 @@ func Run(ctx context.Context, cfg Config) error {
 		apiLn.Close()
 		return fmt.Errorf("gateway listen %s: %w", cfg.GatewayListen, err)
 	}
-	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	gwSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	// Slow clients: headers within 10 s, bodies within 60 s, idle connections closed after 2 min.
+	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	gwSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	if tlsCfg != nil {
+		apiLn = tls.NewListener(apiLn, tlsCfg)
+		gwLn = tls.NewListener(gwLn, tlsCfg.Clone())
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -156,4 +251,33 @@ func Run(ctx context.Context, cfg Config) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// within reports whether path is inside dir.
+func within(path, dir string) bool {
+	d, err := filepath.Abs(dir)
+	if err != nil || path == "" {
+		return false
+	}
+	rel, err := filepath.Rel(d, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// secretResolver opens a secret for a replica's environment.
+func secretResolver(st store.Store, keys *atomic.Pointer[secrets.Keyring]) func(ctx context.Context, ws, name string) (string, error) {
+	return func(ctx context.Context, ws, name string) (string, error) {
+		sec, err := st.GetSecret(ctx, ws, name)
+		if err != nil {
+			return "", err
+		}
+		var sealed secrets.Sealed
+		if err := json.Unmarshal(sec.Sealed, &sealed); err != nil {
+			return "", fmt.Errorf("stored secret is corrupt: %w", err)
+		}
+		plain, err := keys.Load().Open(sealed, secretAAD(ws, name))
+		if err != nil {
+			return "", err
+		}
+		return string(plain), nil
+	}
 }

@@ -197,4 +197,3 @@ func waitUntil(d time.Duration, cond func() bool) error {
 	}
 	return nil
 }
-

@@ -19,10 +19,10 @@ import (
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/auth"
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/provider"
-	"github.com/aloft-dev/aloft/internal/auth"
 	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
 	"github.com/prometheus/client_golang/prometheus"

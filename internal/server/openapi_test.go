@@ -21,6 +21,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/gateway"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/provider/local"
+	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -71,8 +72,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// testAPI runs the real API on a temp SQLite store with local clouds.
-func testAPI(t *testing.T) (*httptest.Server, *controller.Controller) {
+// testAPI runs the real API on a temp SQLite store with local clouds; it
+// returns the server and the first admin token.
+func testAPI(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(filepath.Join(dir, "aloft.db"))
@@ -100,7 +102,22 @@ func testAPI(t *testing.T) (*httptest.Server, *controller.Controller) {
 	go func() { ctl.Run(ctx); close(done) }()
 	ready := &atomic.Bool{}
 	ready.Store(true)
-	srv := httptest.NewServer((&API{Store: st, Controller: ctl, Clouds: reg, Gatherer: promReg, Logger: discardLogger(), Ready: ready}).Handler())
+	kek, err := secrets.GenerateKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &atomic.Pointer[secrets.Keyring]{}
+	keys.Store(secrets.NewKeyring(kek))
+	keyFile := filepath.Join(t.TempDir(), "kek")
+	if err := secrets.WriteKeyFile(keyFile, kek); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := bootstrapAdmin(context.Background(), st, dir)
+	if err != nil || admin == "" {
+		t.Fatalf("bootstrap admin: %q %v", admin, err)
+	}
+	srv := httptest.NewServer((&API{Store: st, Controller: ctl, Clouds: reg, Gatherer: promReg, Logger: discardLogger(), Ready: ready,
+		Keys: keys, KeyFile: keyFile}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		// Delete what the test deployed, then stop the controller.
@@ -119,7 +136,7 @@ func testAPI(t *testing.T) (*httptest.Server, *controller.Controller) {
 		cancel()
 		<-done
 	})
-	return srv, ctl
+	return srv, admin
 }
 
 // Every response of every route validates against the OpenAPI document.
@@ -135,7 +152,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := testAPI(t)
+	srv, admin := testAPI(t)
 	spec := "name: web\ncommand: [" + bin + "]\nreplicas: 1\nhealth: {path: /healthz, periodSeconds: 1}\n"
 	calls := []struct {
 		method, path, body string
@@ -164,9 +181,32 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/clouds/nowhere/cordon", "", 404},
 		{"DELETE", "/api/v1/deployments/other", "", 202},
 		{"DELETE", "/api/v1/deployments/nope", "", 404},
+		{"GET", "/metrics", "", 200},
+		{"GET", "/api/v1/whoami", "", 200},
+		{"POST", "/api/v1/workspaces", `{"name": "team-a"}`, 201},
+		{"POST", "/api/v1/workspaces", `{"name": "Bad"}`, 400},
+		{"GET", "/api/v1/workspaces", "", 200},
+		{"POST", "/api/v1/tokens?workspace=team-a", `{"role": "developer", "ttl": "1h"}`, 201},
+		{"POST", "/api/v1/tokens", `{"role": "root"}`, 400},
+		{"GET", "/api/v1/tokens", "", 200},
+		{"DELETE", "/api/v1/tokens/tok_nope", "", 404},
+		{"PUT", "/api/v1/secrets/api-key", `{"value": "s3cret"}`, 201},
+		{"PUT", "/api/v1/secrets/api-key", `{"value": "s3cret2"}`, 200},
+		{"PUT", "/api/v1/secrets/api-key", `{"nope": 1}`, 400},
+		{"GET", "/api/v1/secrets", "", 200},
+		{"POST", "/api/v1/secrets-key/rotate", "", 200},
+		{"DELETE", "/api/v1/secrets/api-key", "", 204},
+		{"DELETE", "/api/v1/secrets/api-key", "", 404},
+		{"POST", "/api/v1/deployments/web/endpoint-tokens", `{"name": "ci"}`, 201},
+		{"GET", "/api/v1/deployments/web/endpoint-tokens", "", 200},
+		{"DELETE", "/api/v1/deployments/web/endpoint-tokens/ept_nope", "", 404},
+		{"GET", "/api/v1/audit", "", 200},
+		{"GET", "/api/v1/audit?since=yesterday", "", 400},
+		{"GET", "/api/v1/audit/verify", "", 200},
 	}
 	for _, c := range calls {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+admin)
 		if c.body != "" {
 			req.Header.Set("Content-Type", "application/yaml")
 			if strings.HasPrefix(c.body, "{") {

@@ -1,7 +1,11 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test bench-gateway bench-deploy clean
+.PHONY: build demo test fuzz bench-gateway bench-deploy clean
+
+# Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./api/v1:FuzzParseSpec ./internal/auth:FuzzParseBearer ./internal/secrets:FuzzOpen ./internal/server:FuzzAPIDecode
 
 build:
 	$(GO) build -o bin/aloft ./cmd/aloft
@@ -13,6 +17,14 @@ demo:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 bench-gateway:
 	$(GO) run ./bench/gateway

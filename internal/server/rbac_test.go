@@ -68,7 +68,7 @@ type rbacEnv struct {
 	victim map[string]string // workspace -> id of a token to revoke
 }
 
-func newRBACEnv(t *testing.T) *rbacEnv {
+func newRBACEnv(t testing.TB) *rbacEnv {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(filepath.Join(dir, "aloft.db"))

@@ -16,9 +16,10 @@ echo "==> building aloft and the example service"
 go build -o "$BIN/aloft" ./cmd/aloft
 go build -o "$BIN/aloft-completions" ./examples/completions
 
-rm -rf "$DATA"; mkdir -p "$DATA"
+rm -rf "$DATA" "$DATA.secrets.key"; mkdir -p "$DATA"
 echo "==> starting aloft server (data $DATA, API $API, gateway $GATEWAY)"
-aloft server --data "$DATA" --listen "$API" --gateway-listen "$GATEWAY" >"$DATA/server.log" 2>&1 &
+aloft server --data "$DATA" --listen "$API" --gateway-listen "$GATEWAY" \
+  --secrets-key-file "$DATA.secrets.key" >"$DATA/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
   if [ -z "${KEEP:-}" ]; then
@@ -35,6 +36,11 @@ for _ in $(seq 1 100); do
   kill -0 "$SERVER" 2>/dev/null || { cat "$DATA/server.log"; exit 1; }
   sleep 0.1
 done
+
+# The first start made an admin token; the CLI takes it from ALOFT_TOKEN.
+export ALOFT_TOKEN="$(cat "$DATA/admin.token")"
+echo "==> aloft whoami"
+aloft whoami
 
 echo "==> clouds"
 aloft clouds

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Access is a deployment's endpoint policy, enforced before any byte reaches
+// a replica.
+type Access struct {
+	// Public admits any caller (subject to Allow).
+	Public bool
+	// Tokens maps the hex SHA-256 of each valid endpoint token to its expiry
+	// (zero: none). Only consulted when Public is false.
+	Tokens map[string]time.Time
+	// Allow, when not empty, admits only client addresses inside one of the prefixes.
+	Allow []netip.Prefix
+}
+
+// endpointTokenPrefix marks aloft endpoint tokens (see internal/auth).
+const endpointTokenPrefix = "aloftep_"
+
+// accessTable holds the policy of every deployment that has one; a
+// deployment without a policy is public.
+type accessTable struct {
+	mu sync.RWMutex
+	m  map[string]*Access
+}
+
+func (t *accessTable) set(name string, a Access) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[string]*Access{}
+	}
+	t.m[name] = &a
+	t.mu.Unlock()
+}
+
+func (t *accessTable) remove(name string) {
+	t.mu.Lock()
+	delete(t.m, name)
+	t.mu.Unlock()
+}
+
+// check decides whether r may reach deployment name. It returns 0 when
+// allowed, else the status (401 or 403) and a reason for the denial metric.
+// On success it removes the endpoint token from the request, so replicas
+// never see it.
+func (t *accessTable) check(name string, r *http.Request, now time.Time) (int, string) {
+	t.mu.RLock()
+	a := t.m[name]
+	t.mu.RUnlock()
+	if a == nil {
+		return 0, ""
+	}
+	if len(a.Allow) > 0 {
+		ip, ok := clientAddr(r)
+		allowed := false
+		for _, p := range a.Allow {
+			if ok && p.Contains(ip) {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			return http.StatusForbidden, "address"
+		}
+	}
+	if a.Public {
+		return 0, ""
+	}
+	h := r.Header.Get("Authorization")
+	scheme, tok, found := strings.Cut(h, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(strings.TrimSpace(tok), endpointTokenPrefix) {
+		return http.StatusUnauthorized, "missing_token"
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	exp, ok := a.Tokens[hex.EncodeToString(sum[:])]
+	if !ok || (!exp.IsZero() && !now.Before(exp)) {
+		return http.StatusUnauthorized, "invalid_token"
+	}
+	r.Header.Del("Authorization")
+	return 0, ""
+}
+
+func clientAddr(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}

@@ -285,3 +285,49 @@ func TestRateLimit(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// A private deployment answers only with an endpoint token; revoking the
+// token shuts it out again.
+func TestPrivateEndpoint(t *testing.T) {
+	e := newEnv(t)
+	e.mustAloft("apply", "-f", e.writeSpec("p", completionsSpec("private", 1, "access: {public: false}\n")), "--wait", "--timeout", "30s")
+	call := func(tok string) int {
+		req, _ := http.NewRequest("POST", "http://"+e.gateway+"/v1/completions", strings.NewReader(`{"prompt":"Alice","max_tokens":2}`))
+		req.Host = "private.localhost"
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := call(""); code != 401 {
+		t.Fatalf("no token: %d, want 401", code)
+	}
+	if code := call(e.token); code != 401 {
+		t.Fatalf("an API token opened the endpoint: %d", code)
+	}
+	tok := strings.TrimSpace(e.mustAloft("endpoint-token", "create", "private", "--name", "ci"))
+	if !strings.HasPrefix(tok, "aloftep_") {
+		t.Fatalf("endpoint-token create printed %q", tok)
+	}
+	e.waitFor("token admitted", 10*time.Second, func() (bool, string) { return call(tok) == 200, "refused" })
+	list, err := e.c.ListEndpointTokens(context.Background(), "private")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("endpoint-token ls: %+v %v", list, err)
+	}
+	e.mustAloft("endpoint-token", "revoke", "private", list[0].ID)
+	e.waitFor("token refused after revoke", 10*time.Second, func() (bool, string) { return call(tok) == 401, "admitted" })
+	resp, err := e.do("GET", "/metrics", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `aloft_gateway_denied_total{deployment="private",reason="missing_token"}`) {
+		t.Errorf("denied requests are not counted")
+	}
+}

@@ -27,6 +27,7 @@ import (
 
 // Router is the part of the gateway the controller drives.
 type Router interface {
+	SetAccess(deployment string, a gateway.Access)
 	SetBackends(deployment string, backends []gateway.Backend)
 	RemoveDeployment(deployment string)
 	WaitIdle(ctx context.Context, replicaID string) error
@@ -343,6 +344,11 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 		}
 	}
 
+	pol, err := c.accessPolicy(ctx, d)
+	if err != nil {
+		return err // without its policy the deployment gets no (new) routes
+	}
+	c.router.SetAccess(name, pol)
 	c.route(name, live)
 	c.stopDrained(ctx, live)
 	return c.writeStatus(ctx, d, live, desired, decision)

@@ -103,6 +103,8 @@ func (r *recRouter) RemoveDeployment(dep string) {
 	r.gw.RemoveDeployment(dep)
 }
 
+func (r *recRouter) SetAccess(dep string, a gateway.Access) { r.gw.SetAccess(dep, a) }
+
 func (r *recRouter) WaitIdle(ctx context.Context, id string) error { return r.gw.WaitIdle(ctx, id) }
 
 type envConfig struct {

@@ -23,6 +23,18 @@ type Access struct {
 	Allow []netip.Prefix
 }
 
+// SetAccess sets a deployment's endpoint policy. Call it before SetBackends
+// for a new deployment so it is never reachable without its policy.
+func (g *Gateway) SetAccess(deployment string, a Access) {
+	g.access.set(strings.ToLower(deployment), a)
+}
+
+var deniedText = map[string]string{
+	"address":       "your address is not allowed",
+	"missing_token": "this deployment needs an endpoint token: Authorization: Bearer aloftep_...",
+	"invalid_token": "the endpoint token is not valid (unknown, expired or revoked)",
+}
+
 // endpointTokenPrefix marks aloft endpoint tokens (see internal/auth).
 const endpointTokenPrefix = "aloftep_"
 

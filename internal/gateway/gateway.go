@@ -45,8 +45,9 @@
 // middleware, TLS or HTTP/2. When it is the Handler of an http.Server itself
 // (srv.Handler == g, so no middleware is bypassed), it takes over HTTP/1.x
 // keep-alive connections on their first bodiless request and serves them
-// with its own request loop, which costs about half as much CPU per request
-// as net/http's server; see fast.go for what it honours (MaxHeaderBytes,
+// with its own request loop (in bench/gateway this takes the gateway from
+// about 35µs to about 18µs of CPU per proxied request, nginx's figure); see
+// fast.go for what it honours (MaxHeaderBytes,
 // ReadHeaderTimeout/ReadTimeout, IdleTimeout, Shutdown) and how. As for any
 // hijacked connection, http.Server.Close does not close taken-over
 // connections (Shutdown does, once they are idle); they end when their client
@@ -137,6 +138,10 @@ type Gateway struct {
 
 	// Requests that could not be attributed to a known deployment.
 	noRoute, unknownDeployment atomic.Uint64
+
+	// access holds endpoint policies (access.go); denied counts refusals.
+	access accessTable
+	denied *prometheus.CounterVec
 }
 
 // New returns a Gateway with no deployments.
@@ -171,7 +176,13 @@ func New(opts Options) *Gateway {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
+	g.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aloft_gateway_denied_total", Help: "Requests refused by a deployment's endpoint access policy, by reason.",
+	}, []string{"deployment", "reason"})
 	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(g.denied); err != nil {
+			log.Error("gateway: registering metrics", "err", err)
+		}
 		if err := opts.Registerer.Register(&collector{g: g}); err != nil {
 			log.Error("gateway: registering metrics", "err", err)
 		} else {
@@ -317,6 +328,8 @@ func (g *Gateway) SetBackends(name string, backends []Backend) {
 // Requests in flight finish.
 func (g *Gateway) RemoveDeployment(name string) {
 	name = strings.ToLower(name)
+	g.access.remove(name)
+	g.denied.DeletePartialMatch(prometheus.Labels{"deployment": name})
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	deps := *g.deps.Load()

@@ -43,7 +43,16 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, fc *fastConn) {
 		writeError(w, http.StatusNotFound, "unknown deployment", name)
 		return
 	}
-	g.serve(w, r, d, time.Now(), fc)
+	now := time.Now()
+	if code, reason := g.access.check(name, r, now); code != 0 {
+		g.denied.WithLabelValues(name, reason).Inc()
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aloft"`)
+		}
+		writeError(w, code, "access denied: "+deniedText[reason], name)
+		return
+	}
+	g.serve(w, r, d, now, fc)
 }
 
 // clientGone reports whether the client of r went away.

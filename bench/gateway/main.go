@@ -2,7 +2,7 @@
 // the backend and against nginx as a keepalive reverse proxy, all driven by
 // wrk on loopback.
 //
-//	go run ./bench/gateway                 # direct, nginx and gateway, table output
+//	go run ./bench/gateway                 # direct, nginx and gateway, 3 rounds, table output
 //	go run ./bench/gateway -d 20s -c 128   # longer, more connections
 //	go run ./bench/gateway -o json         # machine-readable
 //	go run ./bench/gateway --aloft-url http://127.0.0.1:8080 --host bench.localhost
@@ -148,7 +148,7 @@ func runBench(args []string) error {
 	fs.IntVar(&o.conns, "c", 64, "wrk connections")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration per target and round")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured wrk run before each measurement (0 to skip)")
-	fs.IntVar(&o.rounds, "rounds", 1, "rounds over all targets; the median of each figure is reported")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds over all targets (alternating their order); the median of each figure is reported")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	targets := fs.String("targets", "direct,nginx,gateway", "comma-separated targets to run")
 	fs.StringVar(&o.path, "path", "/", "request path")

@@ -10,17 +10,19 @@ package gateway
 // http.Server (srv.Handler == g, so no middleware would be bypassed) and a
 // request arrives on an HTTP/1.x keep-alive connection without a body, the
 // gateway hijacks that connection and serves it, and every later request on
-// it, with its own loop: requests are parsed with http.ReadRequest, answered
-// through a reused ResponseWriter that writes HTTP/1.1 itself, and proxied
-// by the same code as ServeHTTP's. The loop follows the server's
+// it, with its own loop: requests are parsed by request.go into a reused
+// http.Request (strictly: see there), answered through a reused
+// ResponseWriter that writes HTTP/1.1 itself (a proxied response head goes
+// out straight from the parsed backend head), and handled by the same code
+// as ServeHTTP's requests (Gateway.handle). The loop follows the server's
 // MaxHeaderBytes, ReadHeaderTimeout/ReadTimeout and IdleTimeout, and
 // Server.Shutdown (via RegisterOnShutdown) closes its idle connections and
 // makes busy ones close after their current response.
 //
 // Client disconnects: net/http watches every request's connection with a
 // background read; the loop does so only for requests whose backend has not
-// answered within watchAfter (or that stream), which is what cancellation is
-// for, and so spends nothing on it for quick requests. Idle and header
+// answered within watchAfter (slow or streaming ones, which is what
+// cancellation is for), and so spends nothing on it for quick requests. Idle and header
 // timeouts and the watch are driven by a janitor that looks at the
 // connections' states a few times a second, instead of per-request deadlines.
 

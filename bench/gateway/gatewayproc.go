@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +30,7 @@ func runGateway(args []string) error {
 	backends := fs.String("backend", "", "comma-separated backend URLs (required)")
 	deployment := fs.String("deployment", "bench", "deployment name the backends serve")
 	domain := fs.String("domain", "localhost", "gateway domain: Host <deployment>.<domain> routes")
+	endpointToken := fs.String("endpoint-token", "", "make the deployment private: only this endpoint token is admitted")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this address (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,6 +47,10 @@ func runGateway(args []string) error {
 	var bs []gateway.Backend
 	for i, u := range strings.Split(*backends, ",") {
 		bs = append(bs, gateway.Backend{ReplicaID: fmt.Sprintf("%s-%d", *deployment, i), Cloud: "local", URL: strings.TrimSpace(u)})
+	}
+	if *endpointToken != "" {
+		sum := sha256.Sum256([]byte(*endpointToken))
+		gw.SetAccess(*deployment, gateway.Access{Tokens: map[string]time.Time{hex.EncodeToString(sum[:]): {}}})
 	}
 	gw.SetBackends(*deployment, bs)
 

@@ -94,8 +94,12 @@ type target struct {
 	name  string
 	url   string
 	host  string // Host header to send, if not the URL's
+	auth  string // Authorization header to send, if any
 	proxy *proc  // the proxy process (nil for direct or an external gateway)
 }
+
+// benchEndpointToken is the endpoint token the gateway-token target checks.
+const benchEndpointToken = "aloftep_benchmarkbenchmarkbenchmarkbenchmarkbench"
 
 // result is the outcome for one target, the median over rounds.
 type result struct {
@@ -170,7 +174,7 @@ func runBench(args []string) error {
 	}
 	o.targets = strings.Split(*targets, ",")
 	for _, t := range o.targets {
-		if t != "direct" && t != "nginx" && t != "gateway" {
+		if t != "direct" && t != "nginx" && t != "gateway" && t != "gateway-token" {
 			return fmt.Errorf("unknown target %q (want direct, nginx, gateway)", t)
 		}
 	}
@@ -238,6 +242,16 @@ func runBench(args []string) error {
 			}
 			logf("nginx: http://%s (worker_processes auto, upstream keepalive 128)", addr)
 			ts = append(ts, target{name: "nginx", url: "http://" + addr + o.path, proxy: p})
+		case "gateway-token":
+			// The same gateway, for a private deployment: every request carries
+			// an endpoint token that the gateway checks before proxying.
+			p, addr, err := startProcEnv("gateway-token", self, []string{"gateway", "--backend", backendURL, "--deployment", "bench", "--endpoint-token", benchEndpointToken}, nil, true)
+			if err != nil {
+				return err
+			}
+			host := "bench.localhost:" + addr[strings.LastIndexByte(addr, ':')+1:]
+			ts = append(ts, target{name: "gateway-token", url: "http://" + addr + o.path, host: host, auth: "Bearer " + benchEndpointToken, proxy: p})
+			logf("gateway-token: http://%s (Host: %s, endpoint token checked)", addr, host)
 		case "gateway":
 			if o.aloftURL != "" {
 				ts = append(ts, target{name: "gateway", url: strings.TrimRight(o.aloftURL, "/") + o.path, host: o.host})
@@ -277,13 +291,13 @@ func runBench(args []string) error {
 		for _, t := range order {
 			if o.warmup > 0 {
 				logf("round %d/%d %-8s warm-up %v", round, o.rounds, t.name, o.warmup)
-				if _, err := runWrk(cfg, t.url, t.host, o.warmup); err != nil {
+				if _, err := runWrk(cfg, t.url, t.host, t.auth, o.warmup); err != nil {
 					return fmt.Errorf("%s warm-up: %w", t.name, err)
 				}
 			}
 			logf("round %d/%d %-8s measuring -t%d -c%d -d%v", round, o.rounds, t.name, o.threads, o.conns, o.duration)
 			proxy0, backend0 := procCPU(t.proxy), procCPU(backendProc)
-			r, err := runWrk(cfg, t.url, t.host, o.duration)
+			r, err := runWrk(cfg, t.url, t.host, t.auth, o.duration)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -326,6 +340,11 @@ func runBench(args []string) error {
 	}
 	rep.Ratios = map[string]float64{}
 	gw, nx, di := byName["gateway"], byName["nginx"], byName["direct"]
+	if gt := byName["gateway-token"]; gt != nil && gw != nil {
+		rep.Ratios["gateway-token/gateway req/s"] = gt.ReqPerSec / gw.ReqPerSec
+		rep.Ratios["gateway-token/gateway p50"] = gt.P50ms / gw.P50ms
+		rep.Ratios["gateway-token/gateway p99"] = gt.P99ms / gw.P99ms
+	}
 	if gw != nil && nx != nil {
 		rep.Ratios["gateway/nginx req/s"] = gw.ReqPerSec / nx.ReqPerSec
 		rep.Ratios["gateway/nginx p99"] = gw.P99ms / nx.P99ms
@@ -355,6 +374,9 @@ func checkTarget(t target) error {
 	req, err := http.NewRequest("GET", t.url, nil)
 	if err != nil {
 		return err
+	}
+	if t.auth != "" {
+		req.Header.Set("Authorization", t.auth)
 	}
 	if t.host != "" {
 		req.Host = t.host
@@ -418,11 +440,11 @@ func printTable(w io.Writer, rep *report, o options) {
 	tw.Flush()
 	if len(rep.Ratios) > 0 {
 		fmt.Fprintln(w)
-		for _, pair := range []string{"gateway/nginx", "gateway/direct", "nginx/direct"} {
+		for _, pair := range []string{"gateway/nginx", "gateway/direct", "nginx/direct", "gateway-token/gateway"} {
 			rps, ok1 := rep.Ratios[pair+" req/s"]
 			p99, ok2 := rep.Ratios[pair+" p99"]
 			if ok1 && ok2 {
-				fmt.Fprintf(w, "%-15s req/s %.2fx   p99 %.2fx\n", pair+":", rps, p99)
+				fmt.Fprintf(w, "%-23s req/s %.2fx   p99 %.2fx\n", pair+":", rps, p99)
 			}
 		}
 	}

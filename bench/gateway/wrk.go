@@ -25,7 +25,7 @@ type wrkConfig struct {
 }
 
 // runWrk drives url for d and parses wrk's report.
-func runWrk(cfg wrkConfig, url, host string, d time.Duration) (wrkResult, error) {
+func runWrk(cfg wrkConfig, url, host, auth string, d time.Duration) (wrkResult, error) {
 	args := []string{
 		"-t", strconv.Itoa(cfg.threads),
 		"-c", strconv.Itoa(cfg.conns),
@@ -35,6 +35,9 @@ func runWrk(cfg wrkConfig, url, host string, d time.Duration) (wrkResult, error)
 	}
 	if host != "" {
 		args = append(args, "-H", "Host: "+host)
+	}
+	if auth != "" {
+		args = append(args, "-H", "Authorization: "+auth)
 	}
 	args = append(args, url)
 	p, _, err := startProc("wrk", cfg.path, args, false)

@@ -42,15 +42,30 @@ const endpointTokenPrefix = "aloftep_"
 // deployment without a policy is public.
 type accessTable struct {
 	mu sync.RWMutex
-	m  map[string]*Access
+	m  map[string]*policy
+}
+
+// policy is Access prepared for the hot path: token hashes as arrays, so a
+// check hashes once and does no encoding.
+type policy struct {
+	Access
+	tokens map[[sha256.Size]byte]time.Time
 }
 
 func (t *accessTable) set(name string, a Access) {
+	p := &policy{Access: a, tokens: make(map[[sha256.Size]byte]time.Time, len(a.Tokens))}
+	for h, exp := range a.Tokens {
+		var k [sha256.Size]byte
+		if b, err := hex.DecodeString(h); err == nil && len(b) == sha256.Size {
+			copy(k[:], b)
+			p.tokens[k] = exp
+		}
+	}
 	t.mu.Lock()
 	if t.m == nil {
-		t.m = map[string]*Access{}
+		t.m = map[string]*policy{}
 	}
-	t.m[name] = &a
+	t.m[name] = p
 	t.mu.Unlock()
 }
 
@@ -92,8 +107,7 @@ func (t *accessTable) check(name string, r *http.Request, now time.Time) (int, s
 	if !found || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(strings.TrimSpace(tok), endpointTokenPrefix) {
 		return http.StatusUnauthorized, "missing_token"
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	exp, ok := a.Tokens[hex.EncodeToString(sum[:])]
+	exp, ok := a.tokens[sha256.Sum256([]byte(strings.TrimSpace(tok)))]
 	if !ok || (!exp.IsZero() && !now.Before(exp)) {
 		return http.StatusUnauthorized, "invalid_token"
 	}

@@ -144,8 +144,12 @@ func (p *reqParser) readRequest(br *bufio.Reader) (*http.Request, error) {
 				return nil, errMalformed
 			}
 			f.ke = int32(len(p.arena))
-			if string(p.arena[f.ks:f.ke]) == "Host" {
-				f.key = "Host"
+			// Framing headers in any letter case must meet the same checks
+			// as their common spellings (a miss here would let a request
+			// smuggle a body past them).
+			switch ck := string(p.arena[f.ks:f.ke]); ck {
+			case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+				f.key = ck
 			}
 		}
 		f.vs = int32(len(p.arena))

@@ -5,7 +5,7 @@ GO ?= go
 
 # Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
-FUZZ_TARGETS = ./api/v1:FuzzParseSpec ./internal/auth:FuzzParseBearer ./internal/secrets:FuzzOpen ./internal/server:FuzzAPIDecode
+FUZZ_TARGETS = ./api/v1:FuzzParseSpec ./internal/auth:FuzzParseBearer ./internal/secrets:FuzzOpen ./internal/server:FuzzAPIDecode ./internal/gateway:FuzzReadRequest
 
 build:
 	$(GO) build -o bin/aloft ./cmd/aloft
@@ -23,7 +23,7 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 $$pkg || exit 1; \
 	done
 
 bench-gateway:

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,7 +97,8 @@ func run(runs int, output string) error {
 	}
 
 	api, gw := freeAddr(), freeAddr()
-	srv := exec.Command(filepath.Join(bin, "aloft"), "server", "--data", filepath.Join(tmp, "data"), "--listen", api, "--gateway-listen", gw, "--log-level", "warn")
+	srv := exec.Command(filepath.Join(bin, "aloft"), "server", "--data", filepath.Join(tmp, "data"), "--listen", api, "--gateway-listen", gw, "--log-level", "warn",
+		"--secrets-key-file", filepath.Join(tmp, "secrets.key"))
 	srv.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
@@ -108,6 +110,11 @@ func run(runs int, output string) error {
 	if err := waitUntil(20*time.Second, func() bool { return c.Ready(ctx) == nil }); err != nil {
 		return fmt.Errorf("server not ready: %w", err)
 	}
+	tok, err := os.ReadFile(filepath.Join(tmp, "data", "admin.token"))
+	if err != nil {
+		return err
+	}
+	c.Token = strings.TrimSpace(string(tok))
 	var viaAloft []time.Duration
 	for range runs {
 		start := time.Now()

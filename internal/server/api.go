@@ -322,8 +322,19 @@ func (a *API) workspaceExists(w http.ResponseWriter, r *http.Request, ws string)
 	return ok
 }
 
-func (a *API) getDeployment(w http.ResponseWriter, r *http.Request) {
+// deploymentInScope reads the deployment {name}; one of another workspace
+// than the guard authorized (created there after the guard looked) is
+// treated as absent.
+func (a *API) deploymentInScope(r *http.Request) (store.Deployment, error) {
 	d, err := a.Store.GetDeployment(r.Context(), r.PathValue("name"))
+	if err == nil && d.Workspace != requestOf(r).workspace {
+		return store.Deployment{}, store.ErrNotFound
+	}
+	return d, err
+}
+
+func (a *API) getDeployment(w http.ResponseWriter, r *http.Request) {
+	d, err := a.deploymentInScope(r)
 	if err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
 		return
@@ -332,6 +343,10 @@ func (a *API) getDeployment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request) {
+	if _, err := a.deploymentInScope(r); err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
 	d, err := a.Store.MarkDeleted(r.Context(), r.PathValue("name"))
 	if err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
@@ -358,7 +373,7 @@ func (a *API) scaleDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "replicas is required", v1.FieldError{Field: "replicas", Reason: "required: the number of replicas to run"})
 		return
 	}
-	d, err := a.Store.GetDeployment(r.Context(), r.PathValue("name"))
+	d, err := a.deploymentInScope(r)
 	if err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
 		return
@@ -384,6 +399,10 @@ func (a *API) scaleDeployment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listRevisions(w http.ResponseWriter, r *http.Request) {
+	if _, err := a.deploymentInScope(r); err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
+		return
+	}
 	revs, err := a.Store.ListRevisions(r.Context(), r.PathValue("name"))
 	if err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", r.PathValue("name")))
@@ -411,7 +430,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), v1.FieldError{Field: "after", Reason: err.Error()})
 		return
 	}
-	if _, err := a.Store.GetDeployment(r.Context(), name); err != nil {
+	if _, err := a.deploymentInScope(r); err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
 		return
 	}
@@ -437,7 +456,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), v1.FieldError{Field: "tail", Reason: err.Error()})
 		return
 	}
-	if _, err := a.Store.GetDeployment(r.Context(), name); err != nil {
+	if _, err := a.deploymentInScope(r); err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
 		return
 	}

@@ -204,6 +204,10 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request) {
 	if !a.workspaceExists(w, r, ws) {
 		return
 	}
+	// Not during a key rotation: a value sealed under the old key after the
+	// re-wrap would not open once the old key file is replaced.
+	a.rotateMu.Lock()
+	defer a.rotateMu.Unlock()
 	plain := []byte(in.Value)
 	sealed, err := a.Keys.Load().Seal(plain, secretAAD(ws, name))
 	secrets.Zero(plain)
@@ -288,7 +292,7 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listEndpointTokens(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, err := a.Store.GetDeployment(r.Context(), name); err != nil {
+	if _, err := a.deploymentInScope(r); err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
 		return
 	}
@@ -306,7 +310,7 @@ func (a *API) listEndpointTokens(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) createEndpointToken(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	d, err := a.Store.GetDeployment(r.Context(), name)
+	d, err := a.deploymentInScope(r)
 	if err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
 		return
@@ -349,6 +353,10 @@ func (a *API) createEndpointToken(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) revokeEndpointToken(w http.ResponseWriter, r *http.Request) {
 	name, id := r.PathValue("name"), r.PathValue("id")
+	if _, err := a.deploymentInScope(r); err != nil {
+		a.writeStoreError(w, err, fmt.Sprintf("deployment %q", name))
+		return
+	}
 	if err := a.Store.RevokeEndpointToken(r.Context(), name, id, time.Now()); err != nil {
 		a.writeStoreError(w, err, fmt.Sprintf("endpoint token %q of deployment %q", id, name))
 		return

@@ -365,6 +365,7 @@ func (s *SQLite) RemoveDeployment(ctx context.Context, name string) error {
 			`DELETE FROM revisions WHERE deployment = ?`,
 			`DELETE FROM replicas WHERE deployment = ?`,
 			`DELETE FROM events WHERE deployment = ?`,
+			`DELETE FROM endpoint_tokens WHERE deployment = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, name); err != nil {
 				return err

@@ -180,15 +180,27 @@ func ParseToken(tok, prefix string) (string, error) {
 	return tok, nil
 }
 
-// ParseTTL reads a token lifetime such as "30d", "12h" or "90m"; "" or "0" means no expiry.
+// MaxTTL is the longest token lifetime accepted (10 years).
+const MaxTTL = 10 * 365 * 24 * time.Hour
+
+// ParseTTL reads a token lifetime such as "30d", "12h" or "90m"; "" or "0"
+// means no expiry. Lifetimes over MaxTTL are refused.
 func ParseTTL(s string) (time.Duration, error) {
+	d, err := parseTTL(s)
+	if err == nil && d > MaxTTL {
+		return 0, fmt.Errorf("ttl %q is longer than 10 years; leave it out for a token that does not expire", s)
+	}
+	return d, err
+}
+
+func parseTTL(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "0" {
 		return 0, nil
 	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		var n int
-		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != d {
+		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n <= 0 || n > 3650*10 || fmt.Sprint(n) != d {
 			return 0, fmt.Errorf("ttl %q: use a positive number of days like 30d, or a duration like 12h", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil

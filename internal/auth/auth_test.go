@@ -82,7 +82,7 @@ func TestParseRoleAndTTL(t *testing.T) {
 			t.Errorf("ParseTTL(%q) = %v %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"-1h", "x", "1.5d", "0d", "d"} {
+	for _, in := range []string{"-1h", "x", "1.5d", "0d", "d", "106752d", "3651d", "90000h"} {
 		if _, err := ParseTTL(in); err == nil {
 			t.Errorf("ParseTTL(%q) accepted", in)
 		}

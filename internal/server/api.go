@@ -171,7 +171,7 @@ func (a *API) writeStoreError(w http.ResponseWriter, err error, what string) {
 		writeError(w, http.StatusConflict, err.Error())
 	default:
 		a.Logger.Error("store", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error: "+err.Error())
+		writeError(w, http.StatusInternalServerError, "internal error; the server log has the details")
 	}
 }
 

@@ -68,10 +68,12 @@ type rbacEnv struct {
 	victim map[string]string // workspace -> id of a token to revoke
 }
 
-func newRBACEnv(t testing.TB) *rbacEnv {
+// newSimAPI builds the real API over a temp SQLite store, sim clouds, a key
+// file and a controller that is not run (handlers see the stored state
+// unchanged). wrap, if set, puts a test hook around the store the API uses.
+func newSimAPI(t testing.TB, wrap func(*store.SQLite) store.Store) (*API, *store.SQLite) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.OpenSQLite(filepath.Join(dir, "aloft.db"))
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "aloft.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,6 @@ func newRBACEnv(t testing.TB) *rbacEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The controller is not run: the table must see the stored state unchanged.
 	ctl := controller.New(controller.Options{Store: st, Clouds: reg, Router: gateway.New(gateway.Options{})})
 	kek, _ := secrets.GenerateKEK()
 	keys := &atomic.Pointer[secrets.Keyring]{}
@@ -93,8 +94,17 @@ func newRBACEnv(t testing.TB) *rbacEnv {
 	}
 	ready := &atomic.Bool{}
 	ready.Store(true)
-	api := &API{Store: st, Controller: ctl, Clouds: reg, Gatherer: prometheus.NewRegistry(), Logger: discardLogger(),
-		Ready: ready, Keys: keys, KeyFile: keyFile}
+	var apiStore store.Store = st
+	if wrap != nil {
+		apiStore = wrap(st)
+	}
+	return &API{Store: apiStore, Controller: ctl, Clouds: reg, Gatherer: prometheus.NewRegistry(), Logger: discardLogger(),
+		Ready: ready, Keys: keys, KeyFile: keyFile}, st
+}
+
+func newRBACEnv(t testing.TB) *rbacEnv {
+	t.Helper()
+	api, st := newSimAPI(t, nil)
 	e := &rbacEnv{srv: httptest.NewServer(api.Handler()), st: st, tokens: map[string]string{}, victim: map[string]string{}}
 	t.Cleanup(e.srv.Close)
 	ctx := context.Background()

@@ -5,22 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	v1 "github.com/aloft-dev/aloft/api/v1"
 	"github.com/aloft-dev/aloft/internal/auth"
-	"github.com/aloft-dev/aloft/internal/cloud"
-	"github.com/aloft-dev/aloft/internal/controller"
-	"github.com/aloft-dev/aloft/internal/gateway"
-	"github.com/aloft-dev/aloft/internal/provider"
-	"github.com/aloft-dev/aloft/internal/provider/sim"
 	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // rewrapHook runs after between the re-wrap transaction and the key file commit.
@@ -40,29 +32,9 @@ func (h *rewrapHook) RewrapSecrets(ctx context.Context, f func(store.Secret) ([]
 // A secret written while a key rotation is between re-wrapping and replacing
 // the key file must still open with the key file alone (after a restart).
 func TestReviewSecretPutDuringRotationSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenSQLite(filepath.Join(dir, "aloft.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	reg, err := cloud.NewRegistry(v1.DefaultClouds(), func(c v1.CloudConfig) (provider.Provider, error) {
-		return sim.New(sim.Options{Cloud: c.Name}), nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl := controller.New(controller.Options{Store: st, Clouds: reg, Router: gateway.New(gateway.Options{})})
-	kek, _ := secrets.GenerateKEK()
-	keys := &atomic.Pointer[secrets.Keyring]{}
-	keys.Store(secrets.NewKeyring(kek))
-	keyFile := filepath.Join(t.TempDir(), "kek")
-	if err := secrets.WriteKeyFile(keyFile, kek); err != nil {
-		t.Fatal(err)
-	}
-	hook := &rewrapHook{SQLite: st}
-	api := &API{Store: hook, Controller: ctl, Clouds: reg, Gatherer: prometheus.NewRegistry(), Logger: discardLogger(),
-		Keys: keys, KeyFile: keyFile}
+	var hook *rewrapHook
+	api, st := newSimAPI(t, func(st *store.SQLite) store.Store { hook = &rewrapHook{SQLite: st}; return hook })
+	keyFile := api.KeyFile
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	tok, _ := newAPIToken("admin", auth.Admin, auth.AllWorkspaces, 0)
@@ -136,15 +108,7 @@ func (l *lateDeployment) GetDeployment(ctx context.Context, name string) (store.
 // workspace resolution and the handler.
 func TestReviewEndpointTokenForDeploymentCreatedAfterGuard(t *testing.T) {
 	e := newRBACEnv(t)
-	late := &lateDeployment{SQLite: e.st, name: "dep-own"}
-	kek, _ := secrets.GenerateKEK()
-	keys := &atomic.Pointer[secrets.Keyring]{}
-	keys.Store(secrets.NewKeyring(kek))
-	reg, _ := cloud.NewRegistry(v1.DefaultClouds(), func(c v1.CloudConfig) (provider.Provider, error) {
-		return sim.New(sim.Options{Cloud: c.Name}), nil
-	})
-	ctl := controller.New(controller.Options{Store: e.st, Clouds: reg, Router: gateway.New(gateway.Options{})})
-	api := &API{Store: late, Controller: ctl, Clouds: reg, Gatherer: prometheus.NewRegistry(), Logger: discardLogger(), Keys: keys}
+	api, _ := newSimAPI(t, func(*store.SQLite) store.Store { return &lateDeployment{SQLite: e.st, name: "dep-own"} })
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	tok, _ := newAPIToken("dev", auth.Developer, "other", 0)

@@ -35,7 +35,7 @@ func fastGateway(t *testing.T) (*Gateway, *httptest.Server, *atomic.Int64) {
 		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.RequestURI(), b)
 	}))
 	t.Cleanup(be.Close)
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 	return g, srv, &hits
 }
 
@@ -197,7 +197,7 @@ func TestFastPathShutdownClosesIdleConnections(t *testing.T) {
 	g := New(Options{})
 	g.fastPath = true
 	be := backendServer(t, "ok")
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestFastPathClientGoneCancelsBackend(t *testing.T) {
 		}
 	}))
 	defer be.Close()
-	g.SetBackends("slow", []Backend{{"s", "c", be.URL}})
+	g.SetBackends("slow", []Backend{{ReplicaID: "s", Cloud: "c", URL: be.URL}})
 
 	rc := dialRaw(t, srv)
 	rc.send("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
@@ -282,7 +282,7 @@ func TestFastPathUpgradeAfterTakeover(t *testing.T) {
 		brw.Flush()
 	}))
 	defer be.Close()
-	g.SetBackends("u", []Backend{{"u1", "c", be.URL}})
+	g.SetBackends("u", []Backend{{ReplicaID: "u1", Cloud: "c", URL: be.URL}})
 
 	rc := dialRaw(t, srv)
 	rc.send("GET / HTTP/1.1\r\nHost: u.localhost\r\n\r\n")

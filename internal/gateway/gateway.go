@@ -86,6 +86,28 @@ import (
 // Backend is one ready replica of a deployment.
 type Backend struct {
 	ReplicaID, Cloud, URL string // URL like "http://127.0.0.1:41234"
+
+	// Dial, if not nil, opens every connection to this replica, for the
+	// gateway's own HTTP/1.1 client as well as for upgrades (WebSocket) and
+	// https backends. It is called with network "tcp" and the URL's
+	// host:port as addr (which it may ignore), and with a context bounded by
+	// the gateway's dial timeout; it must be safe for concurrent use. Use it
+	// for replicas that can only be reached in some other way than dialing
+	// the URL from the gateway's network namespace, e.g. replicas in network
+	// namespaces of their own that all listen on the same address.
+	//
+	// A backend with Dial gets connection pools of its own (keyed by
+	// ReplicaID and the URL's host:port), so backends with equal URLs never
+	// share a connection; backends without Dial share the pool of their
+	// host:port.
+	// As funcs cannot be compared, SetBackends treats a backend as unchanged
+	// (keeping its pool and its idle connections) when ReplicaID, URL and
+	// whether Dial is nil are the same; new connections are then opened with
+	// the Dial given last. Give a replica a stable Dial, and a new ReplicaID
+	// when it is replaced by a process elsewhere.
+	//
+	// Nil means: dial the URL's host:port with the gateway's dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Options configure a Gateway.
@@ -214,9 +236,13 @@ type backendSet struct {
 // backend is one replica in one deployment's set.
 type backend struct {
 	Backend
-	rep   *replica
-	up    *upstream // plain-HTTP pool; nil when the fallback proxy is used
-	url   *url.URL  // parsed URL for the fallback proxy
+	rep *replica
+	up  *upstream // plain-HTTP pool; nil when the fallback proxy is used
+	// pool is the pool this backend holds a reference to (released with
+	// it): up, or for an https backend with Dial the replica's pool, whose
+	// transport the fallback proxy uses; nil for other https backends.
+	pool  *upstream
+	url   *url.URL // parsed URL for the fallback proxy
 	stats *cloudStats
 	// downUntil is a monotonic-ish unix-nano time until which the backend is
 	// passed over after a refused connection.
@@ -306,15 +332,22 @@ func (g *Gateway) SetBackends(name string, backends []Backend) {
 		}
 		seen[b.ReplicaID] = true
 		nb := &backend{Backend: b, url: u, stats: g.cloudStatsLocked(d, b.Cloud)}
-		// Keep the passive-health state of an unchanged backend.
+		// Keep the passive-health state of an unchanged backend (see
+		// Backend.Dial for what unchanged means).
 		for _, ob := range old.backends {
-			if ob.ReplicaID == b.ReplicaID && ob.URL == b.URL {
+			if ob.ReplicaID == b.ReplicaID && ob.URL == b.URL && (ob.Dial == nil) == (b.Dial == nil) {
 				nb.downUntil.Store(ob.downUntil.Load())
 			}
 		}
 		nb.rep = g.acquireReplicaLocked(b.ReplicaID, name)
-		if u.Scheme == "http" && u.User == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
-			nb.up = g.acquireUpstreamLocked(u.Host)
+		// Pools are acquired before the old set's are released, so an
+		// unchanged backend keeps its pool (and its idle connections).
+		plain := u.Scheme == "http" && u.User == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == ""
+		if plain || b.Dial != nil {
+			nb.pool = g.acquireUpstreamLocked(u.Host, b)
+		}
+		if plain {
+			nb.up = nb.pool
 		}
 		set.backends = append(set.backends, nb)
 	}
@@ -409,12 +442,23 @@ func (g *Gateway) acquireReplicaLocked(id, dep string) *replica {
 	return r
 }
 
-func (g *Gateway) acquireUpstreamLocked(hostport string) *upstream {
-	u := g.upstreams[hostport]
+// acquireUpstreamLocked returns the pool for b at hostport: the pool shared by
+// all backends at hostport, or for a backend with Dial its replica's own.
+func (g *Gateway) acquireUpstreamLocked(hostport string, b Backend) *upstream {
+	key := hostport
+	if b.Dial != nil {
+		// A host:port never contains '/', so these keys cannot collide
+		// with shared pools' keys.
+		key = "replica/" + b.ReplicaID + "/" + hostport
+	}
+	u := g.upstreams[key]
 	if u == nil {
-		u = newUpstream(hostport)
+		u = newUpstream(key, hostport)
 		u.peekAfterIdle = g.peekAfterIdle
-		g.upstreams[hostport] = u
+		g.upstreams[key] = u
+	}
+	if b.Dial != nil {
+		u.setDial(b.Dial)
 	}
 	u.refs++
 	return u
@@ -433,10 +477,10 @@ func (g *Gateway) releaseLocked(b *backend) {
 			}
 		}
 	}
-	if u := b.up; u != nil {
+	if u := b.pool; u != nil {
 		u.refs--
 		if u.refs == 0 {
-			delete(g.upstreams, u.addr)
+			delete(g.upstreams, u.key)
 			u.close()
 		}
 	}

@@ -225,7 +225,7 @@ func TestLeastOutstanding(t *testing.T) {
 		io.WriteString(w, "fast")
 	}))
 	defer fast.Close()
-	g.SetBackends("d", []Backend{{"slow", "c", slow.URL}, {"fast", "c", fast.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "slow", Cloud: "c", URL: slow.URL}, {ReplicaID: "fast", Cloud: "c", URL: fast.URL}})
 
 	// Requests one after another; the one that lands on the slow backend stays
 	// in flight, so every later one must go to the fast backend.
@@ -279,7 +279,7 @@ func TestBalancingTiesSpreadRequests(t *testing.T) {
 	for i := range hits {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits[i].Add(1) }))
 		defer s.Close()
-		bs = append(bs, Backend{fmt.Sprintf("r%d", i), "c", s.URL})
+		bs = append(bs, Backend{ReplicaID: fmt.Sprintf("r%d", i), Cloud: "c", URL: s.URL})
 	}
 	g.SetBackends("d", bs)
 	for i := 0; i < 30; i++ {
@@ -378,7 +378,7 @@ func TestRetryOnRefusedBackendKeepsBody(t *testing.T) {
 			g, gw, reg := newGateway(t)
 			var hits atomic.Int64
 			live := echoBackend(t, &hits)
-			g.SetBackends("d", []Backend{{"dead", "c", refusedURL(t)}, {"live", "c", live.URL}})
+			g.SetBackends("d", []Backend{{ReplicaID: "dead", Cloud: "c", URL: refusedURL(t)}, {ReplicaID: "live", Cloud: "c", URL: live.URL}})
 
 			payload := bytes.Repeat([]byte("0123456789abcdef"), tc.size/16+1)[:tc.size]
 			sum := sha256.Sum256(payload)
@@ -410,7 +410,7 @@ func TestRetryOnRefusedBackendKeepsBody(t *testing.T) {
 
 func TestAllBackendsRefused(t *testing.T) {
 	g, gw, reg := newGateway(t)
-	g.SetBackends("d", []Backend{{"x", "c", refusedURL(t)}, {"y", "c", refusedURL(t)}})
+	g.SetBackends("d", []Backend{{ReplicaID: "x", Cloud: "c", URL: refusedURL(t)}, {ReplicaID: "y", Cloud: "c", URL: refusedURL(t)}})
 	resp, body := do(t, "POST", gw.URL, "d.localhost", nil, strings.NewReader("hi"))
 	if resp.StatusCode != 502 || !strings.Contains(body, `"deployment":"d"`) {
 		t.Fatalf("got %d %s", resp.StatusCode, body)
@@ -439,7 +439,7 @@ func TestNoRetryAfterBackendGotRequest(t *testing.T) {
 			}))
 			defer bad.Close()
 			good := echoBackend(t, &goodHits)
-			g.SetBackends("d", []Backend{{"bad", "c", bad.URL}, {"good", "c", good.URL}})
+			g.SetBackends("d", []Backend{{ReplicaID: "bad", Cloud: "c", URL: bad.URL}, {ReplicaID: "good", Cloud: "c", URL: good.URL}})
 
 			const n = 6
 			failures := 0
@@ -478,7 +478,7 @@ func TestStalePooledConnectionNotUsed(t *testing.T) {
 	g, gw, _ := newGateway(t)
 	var hits atomic.Int64
 	be := echoBackend(t, &hits)
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 	for i := 0; i < 3; i++ {
 		resp, body := do(t, "POST", gw.URL, "d.localhost", nil, strings.NewReader("abc"))
 		if resp.StatusCode != 200 {
@@ -509,7 +509,7 @@ func TestSSEStreamsEventByEvent(t *testing.T) {
 		}
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	req, _ := http.NewRequest("GET", gw.URL, nil)
 	req.Host = "d.localhost"
@@ -565,7 +565,7 @@ func TestChunkedResponseStreamsAndTrailers(t *testing.T) {
 		w.Header().Set("X-Sum", "ok")
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	req, _ := http.NewRequest("GET", gw.URL, nil)
 	req.Host = "d.localhost"
@@ -597,7 +597,7 @@ func TestRemovedReplicaDrains(t *testing.T) {
 		io.WriteString(w, "new")
 	}))
 	defer nw.Close()
-	g.SetBackends("d", []Backend{{"old", "c", old.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "old", Cloud: "c", URL: old.URL}})
 
 	inflight := make(chan string, 1)
 	go func() {
@@ -609,7 +609,7 @@ func TestRemovedReplicaDrains(t *testing.T) {
 		t.Fatalf("InFlight(old) = %d", n)
 	}
 
-	g.SetBackends("d", []Backend{{"new", "c", nw.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "new", Cloud: "c", URL: nw.URL}})
 	for i := 0; i < 5; i++ {
 		if _, body := get(t, gw.URL, "d.localhost"); body != "new" {
 			t.Fatalf("request after removal went to %q", body)
@@ -671,7 +671,7 @@ func TestClientCancellationReachesBackend(t *testing.T) {
 		}
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL, nil)
@@ -707,7 +707,7 @@ func TestForwardedAndHopByHopHeaders(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	resp, body := do(t, "GET", gw.URL+"/p?q=1", "d.localhost:1234", map[string]string{
 		"Connection":      "X-Private",
@@ -766,7 +766,7 @@ func TestBodiesAndMethods(t *testing.T) {
 		}
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	for _, p := range []string{"/big", "/bigchunked"} {
 		resp, body := get(t, gw.URL+p, "d.localhost")
@@ -816,7 +816,7 @@ func TestUpgradeIsProxied(t *testing.T) {
 		brw.Flush()
 	}))
 	defer be.Close()
-	g.SetBackends("d", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 
 	c, err := net.Dial("tcp", strings.TrimPrefix(gw.URL, "http://"))
 	if err != nil {
@@ -841,8 +841,8 @@ func TestMetrics(t *testing.T) {
 	g, gw, reg := newGateway(t)
 	blk := newBlockingBackend(t, "blk")
 	fast := backendServer(t, "fast")
-	g.SetBackends("d", []Backend{{"f1", "cloud-a", fast.URL}})
-	g.SetBackends("b", []Backend{{"b1", "cloud-b", blk.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "f1", Cloud: "cloud-a", URL: fast.URL}})
+	g.SetBackends("b", []Backend{{ReplicaID: "b1", Cloud: "cloud-b", URL: blk.URL}})
 	g.SetBackends("e", nil)
 
 	for i := 0; i < 3; i++ {
@@ -908,7 +908,7 @@ func TestNilRegistererAndLogger(t *testing.T) {
 	defer srv.Close()
 	defer client.CloseIdleConnections()
 	be := backendServer(t, "ok")
-	g.SetBackends("App", []Backend{{"r", "c", be.URL}})
+	g.SetBackends("App", []Backend{{ReplicaID: "r", Cloud: "c", URL: be.URL}})
 	if _, body := get(t, srv.URL, "app.example.com"); body != "ok" {
 		t.Fatalf("got %q", body)
 	}
@@ -926,15 +926,15 @@ func TestConcurrentUpdatesWhileServing(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		sets := [][]Backend{
-			{{"a", "c1", a.URL}},
-			{{"a", "c1", a.URL}, {"b", "c2", b.URL}},
-			{{"b", "c2", b.URL}},
+			{{ReplicaID: "a", Cloud: "c1", URL: a.URL}},
+			{{ReplicaID: "a", Cloud: "c1", URL: a.URL}, {ReplicaID: "b", Cloud: "c2", URL: b.URL}},
+			{{ReplicaID: "b", Cloud: "c2", URL: b.URL}},
 		}
 		for i := 0; ctx.Err() == nil; i++ {
 			g.SetBackends("d", sets[i%len(sets)])
 		}
 	}()
-	g.SetBackends("d", []Backend{{"a", "c1", a.URL}})
+	g.SetBackends("d", []Backend{{ReplicaID: "a", Cloud: "c1", URL: a.URL}})
 	var cwg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		cwg.Add(1)

@@ -463,16 +463,29 @@ func (e *bodyError) Error() string { return "request body: " + e.err.Error() }
 func (g *Gateway) serveFallback(w http.ResponseWriter, r *http.Request, d *deployment, b *backend, start time.Time) {
 	status := http.StatusBadGateway
 	b.rep.begin()
+	// A backend with its own Dial is reached through its pool's transport,
+	// which dials with it: a per-request dial choice on the shared transport
+	// would not do, as that transport pools connections by host:port, which
+	// such backends may share.
+	tr := g.fallback
+	if b.Dial != nil {
+		tr = b.pool.transport(g.fallback)
+	}
 	defer func() {
 		g.end(b.rep)
 		b.stats.observe(status, time.Since(start))
+		if tr != g.fallback && b.pool.isClosed() {
+			// The pool was released while this request ran: drop the
+			// connection it may have returned to the transport.
+			tr.CloseIdleConnections()
+		}
 	}()
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(b.url)
 			pr.SetXForwarded()
 		},
-		Transport:     g.fallback,
+		Transport:     tr,
 		FlushInterval: -1,
 		ErrorLog:      log.New(io.Discard, "", 0),
 		ModifyResponse: func(resp *http.Response) error {

@@ -3,32 +3,91 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // upstream is a pool of keep-alive HTTP/1.1 connections to one backend
-// address. Idle connections are reused last-in first-out, checked for a
-// close by the backend before reuse, and closed after idleConnTimeout.
+// address, or to one replica for backends with their own Backend.Dial.
+// Idle connections are reused last-in first-out, checked for a close by the
+// backend before reuse, and closed after idleConnTimeout.
 type upstream struct {
+	key           string // in Gateway.upstreams
 	addr          string // host:port to dial, also the Host header sent
 	dialer        net.Dialer
 	peekAfterIdle time.Duration
 
+	// dialFn, when set, opens the connections instead of dialer (the
+	// Backend.Dial given last for the pool's replica).
+	dialFn atomic.Pointer[dialFunc]
+
 	mu      sync.Mutex
 	idle    []*pconn
 	closed  bool
-	reaping bool // a reap timer is pending
+	reaping bool            // a reap timer is pending
+	tr      *http.Transport // fallback transport of a pool with dialFn, made on first use
 
 	refs int // backends using this pool; guarded by Gateway.mu
 }
 
-func newUpstream(hostport string) *upstream {
-	u := &upstream{addr: hostport}
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func newUpstream(key, hostport string) *upstream {
+	u := &upstream{key: key, addr: hostport}
 	u.dialer = net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
 	return u
+}
+
+// setDial makes the pool open new connections with f.
+func (u *upstream) setDial(f dialFunc) { u.dialFn.Store(&f) }
+
+// dialConn opens a connection to the pool's backend.
+func (u *upstream) dialConn(ctx context.Context, network, addr string) (net.Conn, error) {
+	f := u.dialFn.Load()
+	if f == nil {
+		return u.dialer.DialContext(ctx, network, addr)
+	}
+	// Bound a custom dial as the dialer bounds its own.
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	c, err := (*f)(ctx, network, addr)
+	switch {
+	case err != nil && c != nil:
+		c.Close()
+		return nil, err
+	case err == nil && c == nil:
+		return nil, errNoConn
+	}
+	return c, err
+}
+
+var errNoConn = errors.New("backend dial returned no connection")
+
+// transport returns the http.Transport for the fallback proxy to this pool's
+// backend, for a pool with a dial function (others use the gateway's shared
+// transport). http.Transport pools its connections by scheme and host:port,
+// which replicas behind different dial functions may all share, so each such
+// pool needs a transport of its own; base is the shared one, cloned once.
+func (u *upstream) transport(base *http.Transport) *http.Transport {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.tr == nil {
+		u.tr = base.Clone()
+		u.tr.DialContext = u.dialConn
+	}
+	return u.tr
+}
+
+// isClosed reports whether close was called.
+func (u *upstream) isClosed() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.closed
 }
 
 // get returns an idle connection that still looks usable at now, or nil.
@@ -53,7 +112,7 @@ func (u *upstream) get(now time.Time) *pconn {
 
 // dial opens a new connection.
 func (u *upstream) dial(ctx context.Context) (*pconn, error) {
-	c, err := u.dialer.DialContext(ctx, "tcp", u.addr)
+	c, err := u.dialConn(ctx, "tcp", u.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -126,9 +185,13 @@ func (u *upstream) close() {
 	u.closed = true
 	idle := u.idle
 	u.idle = nil
+	tr := u.tr
 	u.mu.Unlock()
 	for _, pc := range idle {
 		pc.close()
+	}
+	if tr != nil {
+		tr.CloseIdleConnections()
 	}
 }
 

@@ -388,12 +388,14 @@ func countReady(os []*observed) int {
 // within [min, max]. Until then a fixed count is min (= max).
 func desiredReplicas(s v1.DeploymentSpec) int { return s.Replicas.Min }
 
-// runtimeFor says what kind of workload the spec is.
+// runtimeFor says what kind of workload the spec is: an image runs as a
+// container (its command, if any, replaces the image's entrypoint); a
+// command alone runs as a process.
 func runtimeFor(s v1.DeploymentSpec) string {
-	if len(s.Command) > 0 {
-		return "process"
+	if s.Image != "" {
+		return "oci"
 	}
-	return "oci"
+	return "process"
 }
 
 // allowed returns "" if the cloud may host the spec's replicas now, else why not.
@@ -919,7 +921,13 @@ func (c *Controller) route(name string, live []*observed) {
 	var backends []gateway.Backend
 	for _, o := range live {
 		if o.ready && !o.rec.Draining && o.rec.Endpoint != "" {
-			backends = append(backends, gateway.Backend{ReplicaID: o.rec.ID, Cloud: o.rec.Cloud, URL: o.rec.Endpoint})
+			b := gateway.Backend{ReplicaID: o.rec.ID, Cloud: o.rec.Cloud, URL: o.rec.Endpoint}
+			if o.cloud != nil {
+				if d, ok := o.cloud.Provider.(provider.Dialer); ok {
+					b.Dial = d.Dialer(o.rec.ID)
+				}
+			}
+			backends = append(backends, b)
 		}
 	}
 	c.router.SetBackends(name, backends)

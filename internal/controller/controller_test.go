@@ -108,9 +108,10 @@ func (r *recRouter) SetAccess(dep string, a gateway.Access) { r.gw.SetAccess(dep
 func (r *recRouter) WaitIdle(ctx context.Context, id string) error { return r.gw.WaitIdle(ctx, id) }
 
 type envConfig struct {
-	clouds   []v1.CloudConfig // default v1.DefaultClouds()
-	runtimes []string         // of every sim; default the sim's
-	backoff  time.Duration    // StartFailureBackoff; default 1 minute (no retry within a test)
+	clouds   []v1.CloudConfig  // default v1.DefaultClouds()
+	runtimes []string          // of every sim; default the sim's
+	missing  map[string]string // every sim's MissingRuntimes
+	backoff  time.Duration     // StartFailureBackoff; default 1 minute (no retry within a test)
 	resync   time.Duration
 	// onStop, if set, runs when a sim is asked to stop a replica, before it
 	// stops (it may block).
@@ -157,6 +158,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		e.sims[c.Name] = sim.New(sim.Options{
 			Cloud:    c.Name,
 			Runtimes: cfg.runtimes,
+			Missing:  cfg.missing,
 			OnChange: func(id string) {
 				if ctl := e.cur.Load(); ctl != nil {
 					ctl.ReplicaChanged(id)
@@ -1280,7 +1282,7 @@ func TestDeletionWaitsForLostReplicaStop(t *testing.T) {
 // Unsupported and unplaceable specs
 
 func TestImageOnlySpecOnProcessClouds(t *testing.T) {
-	e := newEnv(t, envConfig{runtimes: []string{"process"}})
+	e := newEnv(t, envConfig{runtimes: []string{"process"}, missing: map[string]string{"oci": "runc not found (install the runc package)"}})
 	e.apply(newSpec("img", 2, func(s *v1.DeploymentSpec) {
 		s.Command = nil
 		s.Image = "registry.example/model:1"
@@ -1291,7 +1293,7 @@ func TestImageOnlySpecOnProcessClouds(t *testing.T) {
 		t.Fatalf("image spec started on process clouds: %+v", recs)
 	}
 	d := e.dep("img")
-	if c := condition(t, d, v1.ConditionUnsupported); c.Status != "True" || c.Reason != "NoRuntime" || !strings.Contains(c.Message, "no configured cloud can run images") {
+	if c := condition(t, d, v1.ConditionUnsupported); c.Status != "True" || c.Reason != "NoRuntime" || !strings.Contains(c.Message, "no configured cloud can run images (local-a, local-b, local-c: runc not found (install the runc package))") {
 		t.Errorf("Unsupported %+v", c)
 	}
 	if c := condition(t, d, v1.ConditionPlaced); c.Status != "False" {
@@ -1307,8 +1309,14 @@ func TestImageOnlySpecOnProcessClouds(t *testing.T) {
 		t.Errorf("%d PlacementFailed events, want 1", n)
 	}
 
-	// The same clouds run it once it has a command.
+	// An image with a command is still a container (the command replaces
+	// the entrypoint); the same clouds run the spec once it is a command alone.
 	e.apply(newSpec("img", 2, func(s *v1.DeploymentSpec) { s.Image = "registry.example/model:1" }))
+	e.reconcile("img")
+	if recs := e.replicas("img"); len(recs) != 0 {
+		t.Fatalf("image+command spec started on process clouds: %+v", recs)
+	}
+	e.apply(newSpec("img", 2))
 	e.converge("img", "ready", func() bool { return e.dep("img").Status.Phase == v1.PhaseReady })
 	if hasCondition(e.dep("img"), v1.ConditionUnsupported) {
 		t.Errorf("Unsupported condition kept: %+v", e.dep("img").Status.Conditions)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
 	"github.com/aloft-dev/aloft/internal/placement"
+	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/store"
 )
 
@@ -71,13 +73,18 @@ func (c *Controller) writeStatus(ctx context.Context, d store.Deployment, live [
 	}
 	runtime := runtimeFor(d.Spec)
 	supported := false
+	var missing []string
 	for _, cl := range c.clouds.List() {
 		if contains(cl.Provider.Runtimes(), runtime) {
 			supported = true
+		} else if rr, ok := cl.Provider.(provider.RuntimeReporter); ok {
+			if why := rr.MissingRuntimes()[runtime]; why != "" {
+				missing = append(missing, cl.Config.Name+": "+why)
+			}
 		}
 	}
 	if !supported {
-		cond(v1.ConditionUnsupported, true, "NoRuntime", unsupportedMessage(runtime))
+		cond(v1.ConditionUnsupported, true, "NoRuntime", unsupportedMessage(runtime, missing))
 	}
 	if dec.Blocked {
 		cond(v1.ConditionSecrets, false, "SecretMissing", dec.Reason)
@@ -132,11 +139,34 @@ func hasSecretRefs(s v1.DeploymentSpec) bool {
 	return false
 }
 
-func unsupportedMessage(runtime string) string {
-	if runtime == "oci" {
-		return "no configured cloud can run images (the local clouds run processes; set command, or add a cloud that runs OCI images)"
+func unsupportedMessage(runtime string, missing []string) string {
+	why := ""
+	if len(missing) > 0 {
+		why = " (" + strings.Join(uniqueReasons(missing), "; ") + ")"
 	}
-	return "no configured cloud can run processes"
+	if runtime == "oci" {
+		return "no configured cloud can run images" + why + "; install runc on the server, or add a cloud that runs OCI images"
+	}
+	return "no configured cloud can run processes" + why
+}
+
+// uniqueReasons folds "cloud: reason" lines that share a reason into one
+// "cloud-a, cloud-b: reason".
+func uniqueReasons(lines []string) []string {
+	var order []string
+	clouds := map[string][]string{}
+	for _, l := range lines {
+		name, why, _ := strings.Cut(l, ": ")
+		if _, ok := clouds[why]; !ok {
+			order = append(order, why)
+		}
+		clouds[why] = append(clouds[why], name)
+	}
+	out := make([]string, 0, len(order))
+	for _, why := range order {
+		out = append(out, strings.Join(clouds[why], ", ")+": "+why)
+	}
+	return out
 }
 
 func sameStatus(a, b v1.DeploymentStatus) bool {

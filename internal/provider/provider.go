@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
@@ -70,4 +71,18 @@ type Provider interface {
 	// Close releases the provider's resources without stopping replicas, so a
 	// later server process can adopt them.
 	Close() error
+}
+
+// Dialer is implemented by providers whose replicas are not reached by a
+// plain TCP dial of their Endpoint, e.g. containers that each listen on the
+// same port inside a network namespace of their own. Dialer returns the dial
+// function for one replica, or nil when a plain dial does.
+type Dialer interface {
+	Dialer(replicaID string) func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// RuntimeReporter is implemented by providers that can say why a runtime is
+// not offered, e.g. {"oci": "runc not found (install the runc package)"}.
+type RuntimeReporter interface {
+	MissingRuntimes() map[string]string
 }

@@ -36,6 +36,8 @@ type Options struct {
 	Cloud string
 	// Runtimes the cloud runs; default ["process", "oci"].
 	Runtimes []string
+	// Missing is what MissingRuntimes reports: why a runtime is not offered.
+	Missing map[string]string
 	// OnChange is called with a replica's ID after every change the Sim makes
 	// on its own or is told to make by a test (SetState, Crash, Release,
 	// Hold(false), Forget). It is not called for Start, Adopt or Stop, whose
@@ -92,6 +94,9 @@ func New(opts Options) *Sim {
 	return &Sim{opts: opts, replicas: map[string]*replica{}}
 }
 
+// MissingRuntimes implements provider.RuntimeReporter.
+func (s *Sim) MissingRuntimes() map[string]string { return s.opts.Missing }
+
 // Runtimes implements provider.Provider.
 func (s *Sim) Runtimes() []string { return slices.Clone(s.opts.Runtimes) }
 
@@ -103,10 +108,10 @@ func (s *Sim) endpoint(id string) string {
 }
 
 func runtimeOf(spec v1.DeploymentSpec) string {
-	if len(spec.Command) > 0 {
-		return "process"
+	if spec.Image != "" {
+		return "oci"
 	}
-	return "oci"
+	return "process"
 }
 
 // Start implements provider.Provider. It fails with the error set by

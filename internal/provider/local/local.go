@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aloft-dev/aloft/internal/oci"
 	"github.com/aloft-dev/aloft/internal/provider"
 )
 
@@ -74,6 +75,8 @@ type Options struct {
 	// PollInterval is how often a process is checked for exit and its log for
 	// size, and how often Logs with Follow looks for new output. Default 200ms.
 	PollInterval time.Duration
+	// OCI runs replicas of images (nil: this cloud runs processes only).
+	OCI *OCI
 }
 
 // Provider runs replicas as local processes. It implements provider.Provider.
@@ -159,8 +162,14 @@ func New(opts Options) (*Provider, error) {
 	return p, nil
 }
 
-// Runtimes implements provider.Provider: this cloud runs processes only.
-func (p *Provider) Runtimes() []string { return []string{"process"} }
+// Runtimes implements provider.Provider: processes, and images when the
+// container runtime is usable.
+func (p *Provider) Runtimes() []string {
+	if p.opts.OCI.usable() {
+		return []string{"process", "oci"}
+	}
+	return []string{"process"}
+}
 
 // handle is the JSON persisted by aloft for Adopt.
 type handle struct {
@@ -171,6 +180,12 @@ type handle struct {
 	Restarts  int       `json:"restarts"`
 	StartedAt time.Time `json:"startedAt"`
 	Command   string    `json:"command,omitempty"` // resolved executable path
+	// Runtime is "oci" for a container (PID is then runc's); Image is its
+	// manifest digest and Netns its pinned network namespace.
+	Runtime string      `json:"runtime,omitempty"`
+	Image   string      `json:"image,omitempty"`
+	Netns   string      `json:"netns,omitempty"`
+	Limits  *oci.Limits `json:"limits,omitempty"`
 }
 
 func validID(id string) error {
@@ -188,8 +203,11 @@ func (p *Provider) Start(ctx context.Context, r provider.Replica) (provider.Inst
 	if err := validID(r.ID); err != nil {
 		return provider.Instance{}, err
 	}
+	if r.Spec.Image != "" {
+		return p.startOCI(r)
+	}
 	if len(r.Spec.Command) == 0 || r.Spec.Command[0] == "" {
-		return provider.Instance{}, fmt.Errorf("cloud %q runs processes only: deployment %q has no command (images need the oci runtime)", p.opts.Cloud, r.Deployment)
+		return provider.Instance{}, fmt.Errorf("deployment %q has neither an image nor a command", r.Deployment)
 	}
 	path, err := lookPath(r.Spec.Command[0])
 	if err != nil {
@@ -198,11 +216,8 @@ func (p *Provider) Start(ctx context.Context, r provider.Replica) (provider.Inst
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return provider.Instance{}, errors.New("local provider is closed")
-	}
-	if _, ok := p.replicas[r.ID]; ok {
-		return provider.Instance{}, fmt.Errorf("replica %s is already running", r.ID)
+	if err := p.startableLocked(r.ID); err != nil {
+		return provider.Instance{}, err
 	}
 	port, err := p.allocPortLocked(r.ID)
 	if err != nil {
@@ -226,6 +241,35 @@ func (p *Provider) Start(ctx context.Context, r provider.Replica) (provider.Inst
 	p.wg.Add(1)
 	go rep.supervise()
 	p.log.Info("replica started", "replica", r.ID, "deployment", r.Deployment, "pid", pid, "port", port)
+	return rep.instance(), nil
+}
+
+// startableLocked says whether a replica may start now.
+func (p *Provider) startableLocked(id string) error {
+	if p.closed {
+		return errors.New("local provider is closed")
+	}
+	if _, ok := p.replicas[id]; ok {
+		return fmt.Errorf("replica %s is already running", id)
+	}
+	return nil
+}
+
+// startOCI starts a container replica; the supervisor unpacks and runs it.
+func (p *Provider) startOCI(r provider.Replica) (provider.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.startableLocked(r.ID); err != nil {
+		return provider.Instance{}, err
+	}
+	rep, err := p.startOCILocked(r)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	p.replicas[r.ID] = rep
+	p.wg.Add(1)
+	go rep.supervise()
+	p.log.Info("container replica starting", "replica", r.ID, "deployment", r.Deployment, "image", r.Spec.Image, "digest", rep.oci.digest)
 	return rep.instance(), nil
 }
 
@@ -284,6 +328,18 @@ func (p *Provider) Adopt(ctx context.Context, r provider.Replica, raw json.RawMe
 	if port <= 0 || port > 65535 {
 		return provider.Instance{}, fmt.Errorf("adopt %s: bad handle: port %d", r.ID, port)
 	}
+	if h.Runtime == "oci" {
+		if !p.opts.OCI.usable() {
+			return provider.Instance{}, fmt.Errorf("adopt container %s: the container runtime is unavailable", r.ID)
+		}
+		// The container listens inside its own namespace: no host port.
+		rep := p.newReplica(r, dir, port)
+		rep.oci = newOCIReplica(dir, h.Image, h.Limits)
+		if p.opts.OCI.NoLimits != "" {
+			rep.note = "resource limits not applied: " + p.opts.OCI.NoLimits
+		}
+		return p.adoptLocked(rep, pr, h), nil
+	}
 	if owner, taken := p.ports[port]; taken && owner != r.ID {
 		p.log.Warn("adopted replica uses a port given to another replica", "replica", r.ID, "port", port, "other", owner)
 	} else {
@@ -291,17 +347,22 @@ func (p *Provider) Adopt(ctx context.Context, r provider.Replica, raw json.RawMe
 	}
 	rep := p.newReplica(r, dir, port)
 	rep.path = h.Command
+	return p.adoptLocked(rep, pr, h), nil
+}
+
+// adoptLocked makes rep, whose process pr runs, supervised again.
+func (p *Provider) adoptLocked(rep *replica, pr *proc, h handle) provider.Instance {
 	rep.proc = pr
 	rep.restarts = h.Restarts
 	rep.startedAt = h.StartedAt
 	if rep.startedAt.IsZero() {
 		rep.startedAt = time.Now()
 	}
-	p.replicas[r.ID] = rep
+	p.replicas[rep.id] = rep
 	p.wg.Add(1)
 	go rep.supervise()
-	p.log.Info("replica adopted", "replica", r.ID, "deployment", r.Deployment, "pid", pr.pid, "port", port)
-	return rep.instance(), nil
+	p.log.Info("replica adopted", "replica", rep.id, "deployment", rep.deployment, "pid", pr.pid, "port", rep.port, "container", rep.oci != nil)
+	return rep.instance()
 }
 
 // Get implements provider.Provider.
@@ -334,7 +395,7 @@ func (p *Provider) Stop(ctx context.Context, id string, grace time.Duration) err
 	pr := rep.proc
 	rep.mu.Unlock()
 
-	if err := p.terminate(ctx, rep.id, pr, grace); err != nil {
+	if err := p.terminate(ctx, rep, pr, grace); err != nil {
 		return err
 	}
 	select {
@@ -342,13 +403,18 @@ func (p *Provider) Stop(ctx context.Context, id string, grace time.Duration) err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if rep.oci != nil {
+		if err := p.cleanupOCI(ctx, id, rep.dir); err != nil {
+			return fmt.Errorf("clean up container %s: %w", id, err)
+		}
+	}
 	p.mu.Lock()
 	if p.replicas[id] == rep {
 		delete(p.replicas, id)
 		rep.mu.Lock()
 		port := rep.port
 		rep.mu.Unlock()
-		if p.ports[port] == id {
+		if rep.oci == nil && p.ports[port] == id {
 			delete(p.ports, port)
 		}
 	}
@@ -358,10 +424,21 @@ func (p *Provider) Stop(ctx context.Context, id string, grace time.Duration) err
 	return nil
 }
 
-// terminate stops pr's process group: SIGTERM, up to grace, SIGKILL.
-func (p *Provider) terminate(ctx context.Context, id string, pr *proc, grace time.Duration) error {
+// terminate stops pr's process group: SIGTERM, up to grace, SIGKILL. For a
+// container, runc relays SIGTERM to it, and the SIGKILL goes to the container
+// through runc as well as to runc's group.
+func (p *Provider) terminate(ctx context.Context, rep *replica, pr *proc, grace time.Duration) error {
+	id := rep.id
 	if pr == nil {
 		return nil
+	}
+	kill := func() {
+		if rep.oci != nil {
+			if err := p.opts.OCI.Runc.Kill(ctx, id, syscall.SIGKILL); err != nil {
+				p.log.Warn("runc kill", "replica", id, "err", err)
+			}
+		}
+		pr.signal(syscall.SIGKILL)
 	}
 	gone := func() bool { return pr.poll() && !pr.groupAlive() }
 	if gone() {
@@ -372,11 +449,11 @@ func (p *Provider) terminate(ctx context.Context, id string, pr *proc, grace tim
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		pr.signal(syscall.SIGKILL)
+		kill()
 		return err
 	}
 	p.log.Warn("replica did not exit after SIGTERM; killing", "replica", id, "pid", pr.pid, "grace", grace)
-	pr.signal(syscall.SIGKILL)
+	kill()
 	// SIGKILL cannot be ignored; wait for the leader to be gone (a member
 	// stuck in uninterruptible sleep will die when it wakes).
 	if waitUntil(ctx, time.Now().Add(10*time.Second), pr.poll) {
@@ -420,7 +497,11 @@ func (p *Provider) Remove(id string) error {
 	if running {
 		return fmt.Errorf("replica %s is running; stop it first", id)
 	}
-	return os.RemoveAll(filepath.Join(p.opts.Dir, id))
+	dir := filepath.Join(p.opts.Dir, id)
+	if err := p.cleanupOCI(context.Background(), id, dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // Close stops monitoring without stopping any process, so that a later server

@@ -199,8 +199,14 @@ func TestStartErrors(t *testing.T) {
 	r := helperReplica(t, "img-1")
 	r.Spec.Command, r.Spec.Image = nil, "nginx:latest"
 	_, err := p.Start(ctx, r)
-	if err == nil || !strings.Contains(err.Error(), "processes only") || !strings.Contains(err.Error(), "oci") {
+	if err == nil || !strings.Contains(err.Error(), "cannot run images") {
 		t.Errorf("Start with image only: %v", err)
+	}
+
+	r = helperReplica(t, "neither-1")
+	r.Spec.Command = nil
+	if _, err = p.Start(ctx, r); err == nil || !strings.Contains(err.Error(), "neither an image nor a command") {
+		t.Errorf("Start with neither image nor command: %v", err)
 	}
 
 	r = helperReplica(t, "missing-1")

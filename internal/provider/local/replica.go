@@ -37,6 +37,8 @@ type replica struct {
 	spec       v1.DeploymentSpec
 	extraEnv   []string
 	dir        string
+	oci        *ociReplica // nil for a process replica
+	note       string      // shown as the message while Ready (e.g. limits not applied)
 
 	stopCh   chan struct{} // closed by Stop (under mu, with stopping)
 	done     chan struct{} // closed when the supervisor returns
@@ -92,6 +94,9 @@ func (r *replica) instance() provider.Instance {
 		StartedAt: r.startedAt,
 		Command:   r.path,
 	}
+	if r.oci != nil {
+		h.Runtime, h.Image, h.Netns, h.Limits = "oci", r.oci.digest, r.oci.netns, r.oci.limits
+	}
 	if r.proc != nil {
 		h.PID, h.StartTime = r.proc.pid, r.proc.startTime
 	}
@@ -144,8 +149,12 @@ func (r *replica) env() []string {
 	return env
 }
 
-// spawnLocked starts a new process for the replica. r.mu is held.
+// spawnLocked starts a new process for the replica (runc, for a container,
+// whose bundle prepareOCI made). r.mu is held.
 func (r *replica) spawnLocked() error {
+	if r.oci != nil {
+		return r.spawnOCILocked()
+	}
 	if len(r.spec.Command) == 0 || r.spec.Command[0] == "" {
 		return fmt.Errorf("no command to run (images need the oci runtime)")
 	}
@@ -180,6 +189,13 @@ func (r *replica) supervise() {
 	pr := r.proc
 	r.mu.Unlock()
 	var why string
+	if pr == nil {
+		// Started without a process (a container): the first run happens here.
+		var ok bool
+		if pr, why, ok = r.respawn(); !ok {
+			return
+		}
+	}
 	for {
 		if pr != nil {
 			if !r.watch(pr) {
@@ -224,25 +240,59 @@ func (r *replica) supervise() {
 			return
 		}
 
-		r.p.repickPort(r)
-		r.mu.Lock()
-		if r.stopping || r.p.isClosed() {
-			r.mu.Unlock()
+		var ok bool
+		if pr, why, ok = r.respawn(); !ok {
 			return
 		}
-		err := r.spawnLocked()
-		pr = r.proc
-		if err != nil {
-			pr = nil
-			why = "restart failed: " + err.Error()
+		if pr != nil {
+			log.Info("replica restarted", "pid", pr.pid, "restarts", restarts)
 		}
-		r.mu.Unlock()
-		if err != nil {
-			continue
-		}
-		r.p.notify(r.id)
-		log.Info("replica restarted", "pid", pr.pid, "restarts", restarts)
 	}
+}
+
+// respawn starts the replica's process again: for a container it first
+// prepares the bundle (without holding r.mu, as unpacking an image takes
+// time). It returns the new process, or nil and why not; ok is false when the
+// replica is being stopped or the provider closed.
+func (r *replica) respawn() (pr *proc, why string, ok bool) {
+	if r.oci != nil {
+		// Stop or Close cancels an unpack in progress.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-r.stopCh:
+			case <-r.p.closeCh:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		err := r.prepareOCI(ctx)
+		cancel()
+		if err != nil {
+			if r.p.isClosed() || r.isStopping() {
+				return nil, "", false
+			}
+			return nil, "start failed: " + err.Error(), true
+		}
+	} else {
+		r.p.repickPort(r)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping || r.p.isClosed() {
+		return nil, "", false
+	}
+	if err := r.spawnLocked(); err != nil {
+		return nil, "restart failed: " + err.Error(), true
+	}
+	r.p.notify(r.id)
+	return r.proc, "", true
+}
+
+func (r *replica) isStopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping
 }
 
 func (p *Provider) isClosed() bool {
@@ -321,6 +371,10 @@ func (r *replica) probeLoop(ctx context.Context, pr *proc) {
 	started, port := r.startedAt, r.port
 	r.mu.Unlock()
 	url := endpoint(port) + path
+	client := r.p.client
+	if r.oci != nil {
+		client = r.oci.probe
+	}
 
 	t := time.NewTimer(time.Until(started.Add(time.Duration(h.InitialDelaySeconds) * time.Second)))
 	defer t.Stop()
@@ -333,7 +387,7 @@ func (r *replica) probeLoop(ctx context.Context, pr *proc) {
 	interval := min(firstProbeInterval, period)
 	everReady, ready, fails := false, false, 0
 	for {
-		err := r.p.probe(ctx, url, timeout)
+		err := probe(ctx, client, url, timeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -363,7 +417,7 @@ func (r *replica) probeLoop(ctx context.Context, pr *proc) {
 	}
 }
 
-func (p *Provider) probe(ctx context.Context, url string, timeout time.Duration) error {
+func probe(ctx context.Context, client *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -371,7 +425,7 @@ func (p *Provider) probe(ctx context.Context, url string, timeout time.Duration)
 		return err
 	}
 	req.Header.Set("User-Agent", "aloft-probe")
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -391,7 +445,7 @@ func (r *replica) setReady(pr *proc) {
 	}
 	r.state = v1.ReplicaReady
 	r.readySince = time.Now()
-	r.message = ""
+	r.message = r.note
 	r.mu.Unlock()
 	r.p.notify(r.id)
 	r.p.log.Info("replica ready", "replica", r.id)

@@ -1,7 +1,7 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test fuzz bench-gateway bench-deploy clean
+.PHONY: build demo test fuzz bench-gateway bench-deploy clean example-image
 
 # Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
@@ -13,6 +13,12 @@ build:
 
 demo:
 	scripts/demo.sh
+
+# A static build of the example AI service (it listens on $PORT), packed as an
+# image for the local image store: aloft image import bin/hello-world.tar
+example-image:
+	CGO_ENABLED=0 $(GO) build -o bin/aloft-completions ./examples/completions
+	$(GO) run ./examples/mkimage -bin bin/aloft-completions -name hello-world:latest -port 8080 -o bin/hello-world.tar
 
 test:
 	$(GO) vet ./...

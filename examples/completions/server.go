@@ -103,6 +103,9 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/v1/models", s.handleModels)
 	mux.HandleFunc("/v1/models/{id}", s.handleModel)
 	mux.HandleFunc("/healthz", s.handleHealthz)
+	// The root answers like /healthz, so a spec without a health path (the
+	// default probe is GET /) sees the service ready.
+	mux.HandleFunc("GET /{$}", s.handleHealthz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), "", "not_found")
 	})

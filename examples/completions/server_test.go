@@ -583,6 +583,16 @@ func TestHealthzAndModels(t *testing.T) {
 	if resp.Header.Get("X-Replica-Id") != "replica-test" {
 		t.Errorf("healthz X-Replica-Id %q", resp.Header.Get("X-Replica-Id"))
 	}
+	// The root answers like /healthz (the default readiness probe is GET /).
+	resp, err = client.Get(env.ts.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"status":"ok"}` {
+		t.Errorf("GET /: %d %s", resp.StatusCode, b)
+	}
 
 	resp, err = client.Get(env.ts.URL + "/v1/models")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -78,6 +79,14 @@ func IsNotFound(err error) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, path, body, contentType)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(req)
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Request, error) {
 	if c.Workspace != "" {
 		sep := "?"
 		if strings.Contains(path, "?") {
@@ -95,6 +104,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return req, nil
+}
+
+// send does req and turns a non-2xx answer into an *APIError.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return nil, err
@@ -337,4 +351,66 @@ func (c *Client) VerifyAudit(ctx context.Context) (v1.AuditVerification, error) 
 	var r v1.AuditVerification
 	_, err := c.json(ctx, "GET", "/api/v1/audit/verify", nil, &r)
 	return r, err
+}
+
+// ListImages lists the server's local image store.
+func (c *Client) ListImages(ctx context.Context) ([]v1.ImageInfo, error) {
+	var l list[v1.ImageInfo]
+	_, err := c.json(ctx, "GET", "/api/v1/images", nil, &l)
+	return l.Items, err
+}
+
+// ImportImage streams a `docker save` tar or an OCI image layout tar to the
+// server's image store and returns the imported images. r is read once, as
+// the request body, and never buffered whole.
+func (c *Client) ImportImage(ctx context.Context, r io.Reader) ([]v1.ImageInfo, error) {
+	return c.ImportImageFile(ctx, "", r)
+}
+
+// ImportImageFile is ImportImage with the archive's file name, which the
+// server shows in error messages and uses as the repository of OCI layout
+// images whose index names only a tag. When r is a regular *os.File its
+// size is sent up front, so an archive over the server's limit is refused
+// before it is uploaded.
+func (c *Client) ImportImageFile(ctx context.Context, filename string, r io.Reader) ([]v1.ImageInfo, error) {
+	path := "/api/v1/images"
+	if filename != "" {
+		path += "?filename=" + url.QueryEscape(filename)
+	}
+	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r), "application/x-tar")
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
+				req.ContentLength = fi.Size() - off
+			}
+		}
+	}
+	// Let the server refuse (401, 403, 413) before the body is sent.
+	req.Header.Set("Expect", "100-continue")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var l list[v1.ImageInfo]
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return nil, fmt.Errorf("decode POST %s: %w", path, err)
+	}
+	return l.Items, nil
+}
+
+// RemoveImage removes an image by name[:tag], sha256:<hex> digest (every tag
+// of it) or name@digest. The server refuses while deployments use the image,
+// unless force is set. It returns the removed images.
+func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) ([]v1.ImageInfo, error) {
+	q := url.Values{"ref": {ref}}
+	if force {
+		q.Set("force", "true")
+	}
+	var l list[v1.ImageInfo]
+	_, err := c.json(ctx, "DELETE", "/api/v1/images?"+q.Encode(), nil, &l)
+	return l.Items, err
 }

@@ -87,6 +87,13 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	defer unlock()
+	// Staging and upload directories left by a process that crashed
+	// mid-import hold nothing visible; they go now.
+	if left, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
+		for _, e := range left {
+			os.RemoveAll(filepath.Join(dir, "tmp", e.Name()))
+		}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); errors.Is(err, os.ErrNotExist) {
 		if err := writeFileAtomic(dir, "oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 			return nil, fmt.Errorf("open image store %s: %w", dir, err)

@@ -633,3 +633,32 @@ func TestMultiPlatformLayout(t *testing.T) {
 		t.Fatalf("List = %+v", l)
 	}
 }
+
+// A crash mid-import leaves staging behind; the next Open removes it and
+// the store's images are untouched.
+func TestOpenRemovesLeftoverStaging(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.List()
+	for _, name := range []string{"import-123/src", "upload-456"} {
+		if err := os.MkdirAll(filepath.Join(dir, "tmp", name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "tmp", name, "partial"), []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(es) != 0 {
+		t.Fatalf("leftover staging kept: %v", es)
+	}
+	if after, _ := s.List(); len(after) != len(before) {
+		t.Fatalf("images changed: %v -> %v", before, after)
+	}
+}

@@ -68,7 +68,9 @@ func (a *API) guard(rt Route) http.HandlerFunc {
 			rt.Handler(a, w, r)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if !rt.RawBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
 		rec := &statusRecorder{ResponseWriter: w}
 		caller, err := a.authenticate(r)
 		if err != nil {
@@ -121,6 +123,8 @@ func (a *API) audit(r *http.Request, rt Route, caller auth.Caller, ws, result st
 	obj := r.URL.Path
 	if n := r.PathValue("name"); n != "" {
 		obj = n
+	} else if ref := r.URL.Query().Get("ref"); ref != "" {
+		obj = ref // DELETE /api/v1/images?ref=
 	}
 	src, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/auth"
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
+	"github.com/aloft-dev/aloft/internal/image"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
@@ -43,6 +44,11 @@ type API struct {
 	KeyFile string
 	// Limiter rate-limits each API token; nil means unlimited.
 	Limiter *auth.Limiter
+	// Images is the local image store shared by every workspace; nil makes
+	// the image routes answer 501.
+	Images *image.Store
+	// MaxImageBytes bounds an uploaded image archive; 0 means DefaultMaxImageBytes (16 GiB).
+	MaxImageBytes int64
 
 	touchMu  sync.Mutex
 	touched  map[string]time.Time
@@ -75,6 +81,9 @@ type Route struct {
 	Scope Scope
 	// Action names the call in the audit log; every non-GET route is audited.
 	Action string
+	// RawBody routes bound and read their (large, streamed) body themselves
+	// instead of getting the API-wide 1 MiB limit.
+	RawBody bool
 }
 
 // Routes lists every endpoint the API serves.
@@ -109,6 +118,9 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/audit/verify", Handler: (*API).verifyAudit, Role: auth.Admin},
 	{Method: "GET", Path: "/api/v1/clouds", Handler: (*API).listClouds, Role: auth.Viewer},
 	{Method: "POST", Path: "/api/v1/clouds/{name}/{action}", Handler: (*API).cloudAction, Role: auth.Admin, Action: "cloud.action"},
+	{Method: "GET", Path: "/api/v1/images", Handler: (*API).listImages, Role: auth.Viewer},
+	{Method: "POST", Path: "/api/v1/images", Handler: (*API).importImage, Role: auth.Developer, Action: "image.import", RawBody: true},
+	{Method: "DELETE", Path: "/api/v1/images", Handler: (*API).removeImage, Role: auth.Admin, Action: "image.remove"},
 }
 
 // maxBodyBytes bounds every API request body (specs have their own 1 MiB limit).

@@ -25,6 +25,7 @@ func FuzzAPIDecode(f *testing.F) {
 		{"PUT", "/api/v1/secrets/fuzz"},
 		{"POST", "/api/v1/tokens"},
 		{"POST", "/api/v1/workspaces"},
+		{"POST", "/api/v1/images"},
 	}
 	e := newRBACEnv(f)
 	f.Fuzz(func(t *testing.T, body string) {

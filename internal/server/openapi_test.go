@@ -19,6 +19,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/gateway"
+	"github.com/aloft-dev/aloft/internal/image"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/provider/local"
 	"github.com/aloft-dev/aloft/internal/secrets"
@@ -112,12 +113,16 @@ func testAPI(t *testing.T) (*httptest.Server, string) {
 	if err := secrets.WriteKeyFile(keyFile, kek); err != nil {
 		t.Fatal(err)
 	}
+	images, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	admin, err := bootstrapAdmin(context.Background(), st, dir)
 	if err != nil || admin == "" {
 		t.Fatalf("bootstrap admin: %q %v", admin, err)
 	}
 	srv := httptest.NewServer((&API{Store: st, Controller: ctl, Clouds: reg, Gatherer: promReg, Logger: discardLogger(), Ready: ready,
-		Keys: keys, KeyFile: keyFile}).Handler())
+		Keys: keys, KeyFile: keyFile, Images: images}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		// Delete what the test deployed, then stop the controller.
@@ -203,6 +208,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"GET", "/api/v1/audit", "", 200},
 		{"GET", "/api/v1/audit?since=yesterday", "", 400},
 		{"GET", "/api/v1/audit/verify", "", 200},
+		{"GET", "/api/v1/images", "", 200},
+		{"DELETE", "/api/v1/images?ref=hello-world:latest", "", 404},
 	}
 	for _, c := range calls {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))

@@ -16,6 +16,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/gateway"
+	"github.com/aloft-dev/aloft/internal/image"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/provider/sim"
 	"github.com/aloft-dev/aloft/internal/secrets"
@@ -59,6 +60,9 @@ var rules = map[string]rule{
 	"GET /api/v1/audit/verify":                               {auth.Admin, false},
 	"GET /api/v1/clouds":                                     {auth.Viewer, false},
 	"POST /api/v1/clouds/{name}/{action}":                    {auth.Admin, false},
+	"GET /api/v1/images":                                     {auth.Viewer, false},
+	"POST /api/v1/images":                                    {auth.Developer, false},
+	"DELETE /api/v1/images":                                  {auth.Admin, false},
 }
 
 type rbacEnv struct {
@@ -92,6 +96,10 @@ func newSimAPI(t testing.TB, wrap func(*store.SQLite) store.Store) (*API, *store
 	if err := secrets.WriteKeyFile(keyFile, kek); err != nil {
 		t.Fatal(err)
 	}
+	images, err := image.Open(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ready := &atomic.Bool{}
 	ready.Store(true)
 	var apiStore store.Store = st
@@ -99,7 +107,7 @@ func newSimAPI(t testing.TB, wrap func(*store.SQLite) store.Store) (*API, *store
 		apiStore = wrap(st)
 	}
 	return &API{Store: apiStore, Controller: ctl, Clouds: reg, Gatherer: prometheus.NewRegistry(), Logger: discardLogger(),
-		Ready: ready, Keys: keys, KeyFile: keyFile}, st
+		Ready: ready, Keys: keys, KeyFile: keyFile, Images: images}, st
 }
 
 func newRBACEnv(t testing.TB) *rbacEnv {

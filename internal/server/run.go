@@ -20,6 +20,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/controller"
 	"github.com/aloft-dev/aloft/internal/gateway"
+	"github.com/aloft-dev/aloft/internal/image"
 	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/provider/local"
 	"github.com/aloft-dev/aloft/internal/secrets"
@@ -47,6 +48,8 @@ type Config struct {
 	SecretsKeyEnv  string
 	// RateLimit is API requests per second per token (burst twice that); 0 = unlimited.
 	RateLimit float64
+	// MaxImageBytes bounds an image archive uploaded to POST /api/v1/images; 0 = 16 GiB.
+	MaxImageBytes int64
 	// TLS: a certificate pair, or TLSAuto for a local CA in DataDir/tls.
 	TLSCert, TLSKey string
 	TLSAuto         bool
@@ -159,6 +162,22 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// The local image store, shared by every workspace (aloft image import),
+	// and the container runtime that runs its images on local clouds.
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"))
+	if err != nil {
+		return err
+	}
+	containers, err := local.NewOCI(filepath.Join(cfg.DataDir, "oci"), images)
+	if err != nil {
+		return err
+	}
+	if containers.Runc == nil {
+		log.Warn("local clouds cannot run images", "reason", containers.Unavailable)
+	} else if containers.NoLimits != "" {
+		log.Warn("containers run without resource limits", "reason", containers.NoLimits)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -173,7 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case "local", "":
 			return local.New(local.Options{
 				Cloud: c.Name, Dir: filepath.Join(cfg.DataDir, "clouds", c.Name), OnChange: onChange,
-				Logger: log.With("cloud", c.Name),
+				Logger: log.With("cloud", c.Name), OCI: containers,
 			})
 		default:
 			return nil, fmt.Errorf("provider %q is not supported", c.Provider)
@@ -195,7 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 		limiter = auth.NewLimiter(cfg.RateLimit, int(max(1, 2*cfg.RateLimit)))
 	}
 	api := &API{Store: st, Controller: ctl, Clouds: clouds, Gatherer: reg, Logger: log, Ready: ready,
-		Keys: keys, KeyFile: keyFile, Limiter: limiter}
+		Keys: keys, KeyFile: keyFile, Limiter: limiter, Images: images, MaxImageBytes: cfg.MaxImageBytes}
 	log.Info("secrets key loaded", "source", keySource)
 
 	apiLn, err := net.Listen("tcp", cfg.Listen)

@@ -42,6 +42,7 @@ its state in a SQLite database in --data.`,
 	f.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", filepath.Join(cfgDir, "aloft", "secrets.key"),
 		"key-encryption key for secrets (created on first start; keep it apart from --data); env ALOFT_SECRETS_KEY wins")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 50, "API requests per second per token (burst twice that); 0 disables")
+	f.StringVar(&cfg.Runc, "runc", "", "runc binary local clouds run images with (default: runc on PATH)")
 	f.Int64Var(&cfg.MaxImageBytes, "max-image-bytes", server.DefaultMaxImageBytes, "largest image archive 'aloft image import' may upload, in bytes")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API and gateway over TLS with this certificate (PEM)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key for --tls-cert (PEM)")

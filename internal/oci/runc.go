@@ -19,10 +19,17 @@ type Runc struct {
 	Root string
 }
 
-// FindRunc locates a usable runc: it must be on PATH (or at one of the
-// Debian locations) and answer --version. The error says what is missing in
-// words a user can act on ("runc not found: install the runc package").
-func FindRunc(root string) (*Runc, error) {
+// FindRunc locates a usable runc: the given path, or else runc on PATH (or
+// at one of the Debian locations); it must answer --version. The error says
+// what is missing in words a user can act on ("runc not found (install the
+// runc package)").
+func FindRunc(root, path string) (*Runc, error) {
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("runc not found at %s", path)
+		}
+		return checkRunc(root, path)
+	}
 	path, err := exec.LookPath("runc")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc"} {
@@ -35,6 +42,10 @@ func FindRunc(root string) (*Runc, error) {
 	if err != nil {
 		return nil, errors.New("runc not found (install the runc package)")
 	}
+	return checkRunc(root, path)
+}
+
+func checkRunc(root, path string) (*Runc, error) {
 	out, err := exec.Command(path, "--version").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("runc at %s does not run: %v: %s", path, err, firstLine(out))

@@ -48,6 +48,8 @@ type Config struct {
 	SecretsKeyEnv  string
 	// RateLimit is API requests per second per token (burst twice that); 0 = unlimited.
 	RateLimit float64
+	// Runc is the runc binary local clouds run images with; "" looks for it on PATH.
+	Runc string
 	// MaxImageBytes bounds an image archive uploaded to POST /api/v1/images; 0 = 16 GiB.
 	MaxImageBytes int64
 	// TLS: a certificate pair, or TLSAuto for a local CA in DataDir/tls.
@@ -168,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	containers, err := local.NewOCI(filepath.Join(cfg.DataDir, "oci"), images)
+	containers, err := local.NewOCI(filepath.Join(cfg.DataDir, "oci"), images, cfg.Runc)
 	if err != nil {
 		return err
 	}

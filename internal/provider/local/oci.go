@@ -37,10 +37,11 @@ type OCI struct {
 	NoLimits string
 }
 
-// NewOCI sets up the container runtime under dir (rootfs cache, runc state).
-// It never fails for a missing runc or missing privileges: the result then
-// reports the runtime as unavailable with the reason.
-func NewOCI(dir string, images *image.Store) (*OCI, error) {
+// NewOCI sets up the container runtime under dir (rootfs cache, runc state),
+// using the runc binary at runcPath ("" to look for it). It never fails for a
+// missing runc or missing privileges: the result then reports the runtime as
+// unavailable with the reason.
+func NewOCI(dir string, images *image.Store, runcPath string) (*OCI, error) {
 	cache, err := oci.NewCache(filepath.Join(dir, "rootfs"))
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func NewOCI(dir string, images *image.Store) (*OCI, error) {
 		o.Unavailable = err.Error()
 		return o, nil
 	}
-	r, err := oci.FindRunc(filepath.Join(dir, "runc"))
+	r, err := oci.FindRunc(filepath.Join(dir, "runc"), runcPath)
 	if err != nil {
 		o.Unavailable = err.Error()
 		return o, nil

@@ -72,7 +72,7 @@ func newOCIEnv(t *testing.T) *ociEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOCI(filepath.Join(dir, "oci"), images)
+	o, err := NewOCI(filepath.Join(dir, "oci"), images, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -309,16 +309,17 @@ func TestServerKill9AndRestart(t *testing.T) {
 	})
 }
 
-// A spec with only an image stays Pending with a condition that says why.
-func TestImageOnlyStaysPending(t *testing.T) {
-	e := newEnv(t)
+// On a server whose clouds cannot run images (no runc), an image spec stays
+// Pending with a condition that says why.
+func TestImageWithoutRuncStaysPending(t *testing.T) {
+	e := newEnv(t, "--runc", "/nonexistent/runc")
 	seed := "apiVersion: v1\napp_name: hello-world\ndocker_image: hello-world:latest\nreplicas: 3\nport: 8080\n"
 	out, errOut, code := e.aloft(seed, "apply", "-f", "-", "--wait", "--timeout", "5s")
 	if code != 3 {
 		t.Fatalf("apply --wait of an image-only spec: exit %d, want 3 (timeout)\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(errOut, "run images") {
-		t.Errorf("timeout reason does not say images cannot run: %s", errOut)
+	if !strings.Contains(errOut, "run images") || !strings.Contains(errOut, "runc not found at /nonexistent/runc") {
+		t.Errorf("timeout reason does not say images cannot run and why: %s", errOut)
 	}
 	d := e.get("hello-world")
 	if d.Spec.Image != "hello-world:latest" || d.Spec.Replicas.Max != 3 || d.Spec.Port != 8080 {

@@ -46,10 +46,28 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The example image: the example service built statically, packed by
+	// examples/mkimage and tagged hello-world:latest, as `make example-image` does.
+	static := exec.Command("go", "build", "-o", filepath.Join(dir, "static", "aloft-completions"), "./examples/completions")
+	static.Dir, static.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
+	mk := exec.Command("go", "run", "./examples/mkimage", "-bin", filepath.Join(dir, "static", "aloft-completions"),
+		"-name", "hello-world:latest", "-port", "8080", "-o", filepath.Join(dir, "hello-world.tar"))
+	mk.Dir = ".."
+	for _, cmd := range []*exec.Cmd{static, mk} {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build the example image:", err)
+			os.Exit(1)
+		}
+	}
+	exampleImage = filepath.Join(dir, "hello-world.tar")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// exampleImage is the example service's image archive (hello-world:latest).
+var exampleImage string
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -161,6 +179,37 @@ func (e *env) cleanup() {
 		e.cmd.Wait()
 	}
 	killReplicas(e.data)
+	removeContainers(e.data)
+}
+
+// removeContainers deletes what container replicas of the data dir left:
+// runc containers and pinned network namespaces.
+func removeContainers(data string) {
+	root := filepath.Join(data, "oci", "runc")
+	if out, err := exec.Command("runc", "--root", root, "list", "-q").Output(); err == nil {
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command("runc", "--root", root, "delete", "--force", id).Run()
+		}
+	}
+	for _, m := range mountsUnder(data) {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+}
+
+// mountsUnder lists this mount namespace's mount points below dir.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }
 
 // killReplicas kills any process still running from the data dir's clouds.

@@ -1,9 +1,12 @@
 // Command deploy measures the time from `apply` to all replicas ready, for the
 // demo's spec (the example completions service, 3 replicas over 3 local
 // clouds), against a reference: starting the same 3 processes by hand and
-// polling their /healthz until all answer.
+// polling their /healthz until all answer; and one replica of the same
+// service run as a container from its image (cold and warm root filesystem
+// cache) against a process replica of the same static binary, with the
+// memory the container adds.
 //
-//	go run ./bench/deploy [-runs 10] [-o json]
+//	go run ./bench/deploy [-runs 10] [-o json] [-bench all|demo|containers]
 package main
 
 import (
@@ -28,8 +31,16 @@ import (
 func main() {
 	runs := flag.Int("runs", 10, "deployments to time")
 	output := flag.String("o", "table", "table or json")
+	which := flag.String("bench", "all", "demo (3 replicas vs direct exec), containers (container vs process replica) or all")
 	flag.Parse()
-	if err := run(*runs, *output); err != nil {
+	var err error
+	if *which == "all" || *which == "demo" {
+		err = run(*runs, *output)
+	}
+	if err == nil && (*which == "all" || *which == "containers") {
+		err = containerBench(*runs, *output)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/deploy:", err)
 		os.Exit(1)
 	}

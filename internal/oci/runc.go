@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -81,6 +82,11 @@ func (r *Runc) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 // Delete removes the container, killing it first if it still runs. A
 // container runc does not know is not an error.
 func (r *Runc) Delete(ctx context.Context, id string) error {
+	// runc keeps a container's state in Root/<id>; without it there is
+	// nothing to delete, and no need to pay for running runc.
+	if _, err := os.Lstat(filepath.Join(r.Root, id)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	_, err := r.run(ctx, "delete", "--force", id)
 	if err != nil && notExist(err) {
 		return nil

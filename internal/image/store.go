@@ -55,6 +55,17 @@ const (
 // ErrNotFound is wrapped by Get and Remove when the image is not in the store.
 var ErrNotFound = errors.New("image not imported")
 
+// ErrTagMoved is wrapped by Import with KeepTags when the source would move
+// an existing tag to another image.
+var ErrTagMoved = errors.New("tag names another image")
+
+// ImportOptions change how Import treats the store's existing tags.
+type ImportOptions struct {
+	// KeepTags refuses (with ErrTagMoved, importing nothing) a source that
+	// would point an existing tag at a different image.
+	KeepTags bool
+}
+
 // Image describes one stored image (one tag, or an untagged digest).
 type Image struct {
 	Name     string    // e.g. "hello-world:latest"; empty for an untagged image
@@ -388,6 +399,11 @@ type staged struct {
 // digests of manifest, config and every layer) and stores them all. Either
 // every image of the source is imported or none is.
 func (s *Store) Import(path string) ([]Image, error) {
+	return s.ImportWith(path, ImportOptions{})
+}
+
+// ImportWith is Import with options.
+func (s *Store) ImportWith(path string, opts ImportOptions) ([]Image, error) {
 	stage, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "import-")
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
@@ -419,7 +435,7 @@ func (s *Store) Import(path string) ([]Image, error) {
 		}
 		done = append(done, st)
 	}
-	out, err := s.commit(blobs, done)
+	out, err := s.commit(blobs, done, opts)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
@@ -427,12 +443,27 @@ func (s *Store) Import(path string) ([]Image, error) {
 }
 
 // commit moves staged blobs into the store and then publishes the index.
-func (s *Store) commit(blobs string, imgs []staged) ([]Image, error) {
+func (s *Store) commit(blobs string, imgs []staged, opts ImportOptions) ([]Image, error) {
 	unlock, err := s.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	im, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	if opts.KeepTags {
+		for _, st := range imgs {
+			for _, n := range st.names {
+				for _, m := range im.Manifests {
+					if n != "" && m.Annotations[AnnotationRefName] == n && m.Digest != st.desc.Digest {
+						return nil, fmt.Errorf("image %s: %w (%s); import it under a new tag, or ask an admin of all workspaces to move the tag", n, ErrTagMoved, m.Digest)
+					}
+				}
+			}
+		}
+	}
 	entries, err := os.ReadDir(blobs)
 	if err != nil {
 		return nil, err
@@ -449,10 +480,6 @@ func (s *Store) commit(blobs string, imgs []staged) ([]Image, error) {
 	}
 	dirSync(dst)
 
-	im, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
 	var out []Image
 	for _, st := range imgs {
 		names := st.names

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/auth"
 	"github.com/aloft-dev/aloft/internal/image"
 )
 
@@ -176,10 +177,19 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the image archive: "+err.Error())
 		return
 	}
-	imgs, err := a.Images.Import(path)
+	// Images are shared by every workspace, so only an admin of all of
+	// them may point an existing tag at another image; anyone else would
+	// change what other workspaces' deployments run.
+	caller := requestOf(r).caller
+	canRetag := caller.Role == auth.Admin && caller.Workspace == auth.AllWorkspaces
+	imgs, err := a.Images.ImportWith(path, image.ImportOptions{KeepTags: !canRetag})
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, fs.ErrPermission) {
 			a.writeImageStoreError(w, err)
+			return
+		}
+		if errors.Is(err, image.ErrTagMoved) {
+			writeError(w, http.StatusConflict, a.clientMessage(err.Error(), path, name))
 			return
 		}
 		// The store's message names the image and the problem; it is shown

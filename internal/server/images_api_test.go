@@ -559,3 +559,32 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// Images are shared by all workspaces: a developer may add tags and
+// re-import the same image, but only an admin of all workspaces may point an
+// existing tag at another image.
+func TestImageImportMovingATag(t *testing.T) {
+	e := newImageEnv(t)
+	first := dockerTar(t, "shared:1", testImage(t, runtime.GOARCH, "first"))
+	second := dockerTar(t, "shared:1", testImage(t, runtime.GOARCH, "second"))
+	if code, b := e.importTar("developer", first, ""); code != http.StatusCreated {
+		t.Fatalf("first import: %d %s", code, b)
+	}
+	before := e.list()
+	if code, b := e.importTar("developer", first, ""); code != http.StatusCreated {
+		t.Fatalf("re-import of the same image: %d %s", code, b)
+	}
+	code, b := e.importTar("developer", second, "second.tar")
+	if code != http.StatusConflict || !strings.Contains(string(b), "shared:1") || !strings.Contains(string(b), "new tag") {
+		t.Fatalf("developer moving a tag: %d %s", code, b)
+	}
+	if after := e.list(); len(after) != 1 || after[0].Digest != before[0].Digest {
+		t.Fatalf("a refused import changed the store: %+v -> %+v", before, after)
+	}
+	if code, b := e.importTar("admin", second, ""); code != http.StatusCreated {
+		t.Fatalf("admin moving a tag: %d %s", code, b)
+	}
+	if after := e.list(); len(after) != 1 || after[0].Digest == before[0].Digest {
+		t.Fatalf("the tag did not move: %+v", after)
+	}
+}

@@ -125,6 +125,18 @@ func TestSeedSpecRunsContainers(t *testing.T) {
 	if m := mountsUnder(e.data); len(m) != 0 {
 		t.Errorf("namespace mounts left after delete: %v", m)
 	}
+	// Removing the image drops its unpacked root filesystem too.
+	unpacked := func() []string {
+		m, _ := filepath.Glob(filepath.Join(e.data, "oci", "rootfs", "sha256-*"))
+		return m
+	}
+	if len(unpacked()) != 1 {
+		t.Errorf("unpacked root filesystems: %v, want 1", unpacked())
+	}
+	e.mustAloft("image", "rm", "hello-world:latest")
+	if left := unpacked(); len(left) != 0 {
+		t.Errorf("root filesystem kept after image rm: %v", left)
+	}
 }
 
 // A tag that is not imported: the deployment waits with a condition naming

@@ -42,6 +42,9 @@ type API struct {
 	// Keys seal and open secrets; KeyFile is where rotation writes a new key ("" when the key came from the environment).
 	Keys    *atomic.Pointer[secrets.Keyring]
 	KeyFile string
+	// ImagesRemoved, if set, runs after images were removed (the container
+	// runtime drops their unpacked root filesystems).
+	ImagesRemoved func()
 	// Limiter rate-limits each API token; nil means unlimited.
 	Limiter *auth.Limiter
 	// Images is the local image store shared by every workspace; nil makes

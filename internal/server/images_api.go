@@ -281,6 +281,9 @@ func (a *API) removeImage(w http.ResponseWriter, r *http.Request) {
 	for _, i := range removed {
 		a.Logger.Info("image removed", "name", i.Name, "digest", i.Digest, "force", force)
 	}
+	if a.ImagesRemoved != nil {
+		a.ImagesRemoved()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": toImageInfos(removed)})
 }
 

@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config) error {
 		limiter = auth.NewLimiter(cfg.RateLimit, int(max(1, 2*cfg.RateLimit)))
 	}
 	api := &API{Store: st, Controller: ctl, Clouds: clouds, Gatherer: reg, Logger: log, Ready: ready,
-		Keys: keys, KeyFile: keyFile, Limiter: limiter, Images: images, MaxImageBytes: cfg.MaxImageBytes}
+		Keys: keys, KeyFile: keyFile, Limiter: limiter, Images: images, MaxImageBytes: cfg.MaxImageBytes, ImagesRemoved: containers.Prune}
 	log.Info("secrets key loaded", "source", keySource)
 
 	apiLn, err := net.Listen("tcp", cfg.Listen)

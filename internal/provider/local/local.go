@@ -335,6 +335,7 @@ func (p *Provider) Adopt(ctx context.Context, r provider.Replica, raw json.RawMe
 		// The container listens inside its own namespace: no host port.
 		rep := p.newReplica(r, dir, port)
 		rep.oci = newOCIReplica(dir, h.Image, h.Limits)
+		p.opts.OCI.acquire(h.Image)
 		if p.opts.OCI.NoLimits != "" {
 			rep.note = "resource limits not applied: " + p.opts.OCI.NoLimits
 		}
@@ -411,6 +412,9 @@ func (p *Provider) Stop(ctx context.Context, id string, grace time.Duration) err
 	p.mu.Lock()
 	if p.replicas[id] == rep {
 		delete(p.replicas, id)
+		if rep.oci != nil {
+			defer p.opts.OCI.release(rep.oci.digest)
+		}
 		rep.mu.Lock()
 		port := rep.port
 		rep.mu.Unlock()

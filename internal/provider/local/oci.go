@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
@@ -35,6 +36,57 @@ type OCI struct {
 	// NoLimits, when set, says why cgroup limits from resources cannot be
 	// applied on this host; replicas then run without them and say so.
 	NoLimits string
+
+	mu    sync.Mutex
+	inUse map[string]int // image digest -> container replicas using its rootfs
+}
+
+// acquire and release count the replicas using a digest's root filesystem,
+// so that Prune never removes one a container runs from.
+func (o *OCI) acquire(digest string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.inUse == nil {
+		o.inUse = map[string]int{}
+	}
+	o.inUse[digest]++
+}
+
+func (o *OCI) release(digest string) {
+	o.mu.Lock()
+	o.inUse[digest]--
+	last := o.inUse[digest] <= 0
+	if last {
+		delete(o.inUse, digest)
+	}
+	o.mu.Unlock()
+	if last {
+		o.Prune()
+	}
+}
+
+// Prune removes the unpacked root filesystems of images no longer in the
+// image store that no container replica uses. It runs after a replica stops
+// and after images are removed.
+func (o *OCI) Prune() {
+	if o == nil || o.Rootfs == nil || o.Images == nil {
+		return
+	}
+	digests, err := o.Rootfs.List()
+	if err != nil {
+		return
+	}
+	for _, d := range digests {
+		if _, _, err := o.Images.Get(d); !errors.Is(err, image.ErrNotFound) {
+			continue
+		}
+		o.mu.Lock()
+		used := o.inUse[d] > 0
+		if !used {
+			o.Rootfs.Remove(d) // under mu: a start of d waits for the removal
+		}
+		o.mu.Unlock()
+	}
 }
 
 // NewOCI sets up the container runtime under dir (rootfs cache, runc state),
@@ -137,6 +189,7 @@ func (p *Provider) startOCILocked(r provider.Replica) (*replica, error) {
 		return nil, fmt.Errorf("create replica dir: %w", err)
 	}
 	rep.message = "preparing image " + r.Spec.Image
+	o.acquire(info.Digest)
 	return rep, nil
 }
 

@@ -441,3 +441,36 @@ func TestOCIImageNotImported(t *testing.T) {
 		t.Fatal("a failed start left a replica")
 	}
 }
+
+// The unpacked root filesystem of an image removed from the store stays
+// while a container runs from it and goes when the last one stops.
+func TestOCIPruneRootfs(t *testing.T) {
+	e := newOCIEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+	if _, err := p.Start(ctx, ctrReplica("hello-prune")); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, p, "hello-prune")
+	digests, err := e.oci.Rootfs.List()
+	if err != nil || len(digests) != 1 {
+		t.Fatalf("rootfs cache: %v %v", digests, err)
+	}
+	e.oci.Prune()
+	if got, _ := e.oci.Rootfs.List(); len(got) != 1 {
+		t.Fatal("pruned the rootfs of an imported image")
+	}
+	if err := e.images.Remove("ctrhelper:latest"); err != nil {
+		t.Fatal(err)
+	}
+	e.oci.Prune()
+	if got, _ := e.oci.Rootfs.List(); len(got) != 1 {
+		t.Fatal("pruned the rootfs a running container uses")
+	}
+	if err := p.Stop(ctx, "hello-prune", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.oci.Rootfs.List(); len(got) != 0 {
+		t.Fatalf("rootfs of a removed image kept after its last container stopped: %v", got)
+	}
+}

@@ -145,7 +145,10 @@ func unsupportedMessage(runtime string, missing []string) string {
 		why = " (" + strings.Join(uniqueReasons(missing), "; ") + ")"
 	}
 	if runtime == "oci" {
-		return "no configured cloud can run images" + why + "; install runc on the server, or add a cloud that runs OCI images"
+		if why == "" {
+			why = "; add a cloud that runs OCI images"
+		}
+		return "no configured cloud can run images" + why
 	}
 	return "no configured cloud can run processes" + why
 }

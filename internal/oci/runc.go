@@ -70,6 +70,21 @@ func (r *Runc) RunArgv(bundle, id string) []string {
 	return []string{r.Path, "--root", r.Root, "run", "--bundle", bundle, id}
 }
 
+// ValidID reports whether runc accepts id as a container id (letters,
+// digits, '_', '+', '-' and '.', not starting with '-', which runc would
+// take for a flag).
+func ValidID(id string) error {
+	ok := id != "" && id != "." && id != ".." && id[0] != '-'
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_+-.", c) >= 0
+	}
+	if !ok {
+		return fmt.Errorf("invalid container id %q (runc accepts letters, digits, '_', '+', '-' and '.')", id)
+	}
+	return nil
+}
+
 // Kill sends sig to the container's init process.
 func (r *Runc) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 	_, err := r.run(ctx, "kill", id, fmt.Sprint(int(sig)))

@@ -40,3 +40,16 @@ func TestRuncStateOfUnknownContainer(t *testing.T) {
 		t.Errorf("list of an empty root: %v %v", ids, err)
 	}
 }
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"hello-abc123", "a.b_c+d", "A9"} {
+		if err := ValidID(id); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "-x", "a b", "a:b", "a/b", "é"} {
+		if err := ValidID(id); err == nil {
+			t.Errorf("%q accepted", id)
+		}
+	}
+}

@@ -438,7 +438,11 @@ func (p *Provider) terminate(ctx context.Context, rep *replica, pr *proc, grace 
 	}
 	kill := func() {
 		if rep.oci != nil {
-			if err := p.opts.OCI.Runc.Kill(ctx, id, syscall.SIGKILL); err != nil {
+			// The container is in a process group of its own: only runc
+			// reaches it, even when ctx is already done.
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := p.opts.OCI.Runc.Kill(kctx, id, syscall.SIGKILL); err != nil {
 				p.log.Warn("runc kill", "replica", id, "err", err)
 			}
 		}

@@ -169,6 +169,9 @@ func (p *Provider) startOCILocked(r provider.Replica) (*replica, error) {
 		}
 		return nil, fmt.Errorf("cloud %q cannot run images: %s", p.opts.Cloud, why)
 	}
+	if err := oci.ValidID(r.ID); err != nil {
+		return nil, err
+	}
 	_, info, err := o.Images.Get(r.Spec.Image)
 	if err != nil {
 		return nil, err
@@ -228,7 +231,7 @@ func (r *replica) prepareOCI(ctx context.Context) error {
 	}
 	spec, err := oci.BuildSpec(oci.SpecOptions{
 		Rootfs:      rootfs,
-		Hostname:    r.id,
+		Hostname:    containerHostname(r.id),
 		Netns:       r.oci.netns,
 		Image:       cfg.Config,
 		Command:     r.spec.Command,
@@ -248,6 +251,20 @@ func (r *replica) prepareOCI(ctx context.Context) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(r.oci.bundle, "config.json"), data, 0o600)
+}
+
+// maxHostname is the kernel's limit on a hostname (sethostname fails beyond).
+const maxHostname = 64
+
+// containerHostname is the replica id, shortened to a valid hostname when
+// longer: ids are "<deployment>-<6 random chars>" with deployment names of up
+// to 63 characters, so the name is cut short and the unique tail kept.
+func containerHostname(id string) string {
+	if len(id) <= maxHostname {
+		return id
+	}
+	const tail = 7
+	return id[:maxHostname-tail] + id[len(id)-tail:]
 }
 
 // containerEnv is the spec's env, aloft's extra env, ALOFT_* and PORT (the
@@ -311,7 +328,14 @@ func (p *Provider) Dialer(id string) func(ctx context.Context, network, addr str
 	p.mu.Lock()
 	rep := p.replicas[id]
 	p.mu.Unlock()
-	if rep == nil || rep.oci == nil {
+	if rep == nil {
+		// Not running here (stopped meanwhile): dialing must fail rather
+		// than reach whatever listens on the host at the replica's port.
+		return func(context.Context, string, string) (net.Conn, error) {
+			return nil, fmt.Errorf("replica %s: %w", id, provider.ErrNotFound)
+		}
+	}
+	if rep.oci == nil {
 		return nil
 	}
 	path := rep.oci.netns

@@ -474,3 +474,17 @@ func TestOCIPruneRootfs(t *testing.T) {
 		t.Fatalf("rootfs of a removed image kept after its last container stopped: %v", got)
 	}
 }
+
+// A replica this provider does not run cannot be dialed: the gateway must not
+// fall back to the host's port.
+func TestDialerOfUnknownReplicaFails(t *testing.T) {
+	p := newProvider(t, testOptions(t.TempDir()))
+	dial := p.Dialer("gone-1")
+	if dial == nil {
+		t.Fatal("no dialer for an unknown replica: the gateway would dial the host")
+	}
+	if c, err := dial(context.Background(), "tcp", "127.0.0.1:1"); err == nil {
+		c.Close()
+		t.Fatal("dialed a replica that does not run")
+	}
+}

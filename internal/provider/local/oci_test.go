@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -486,5 +487,74 @@ func TestDialerOfUnknownReplicaFails(t *testing.T) {
 	if c, err := dial(context.Background(), "tcp", "127.0.0.1:1"); err == nil {
 		c.Close()
 		t.Fatal("dialed a replica that does not run")
+	}
+}
+
+// resources become cgroup limits where the host allows them.
+func TestOCICgroupLimits(t *testing.T) {
+	e := newOCIEnv(t)
+	if e.oci.NoLimits != "" {
+		t.Skipf("cgroup limits cannot be applied here: %s", e.oci.NoLimits)
+	}
+	p := e.provider(t)
+	r := ctrReplica("hello-limits")
+	r.Spec.Resources = v1.Resources{CPU: "0.5", Memory: "96Mi"}
+	if _, err := p.Start(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, p, "hello-limits")
+	mem, cpu := cgroupLimits(t, "aloft/hello-limits")
+	if mem != 96<<20 {
+		t.Errorf("memory limit %d, want %d", mem, 96<<20)
+	}
+	if cpu != 0.5 {
+		t.Errorf("cpu limit %.3f cores, want 0.5", cpu)
+	}
+}
+
+// cgroupLimits reads the memory limit (bytes) and CPU quota (cores) of a
+// cgroup path under cgroup v1 or v2.
+func cgroupLimits(t *testing.T, path string) (int64, float64) {
+	t.Helper()
+	read := func(f string) string {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("read %s: %v", f, err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	atoi := func(s string) int64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("not a number: %q", s)
+		}
+		return n
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		mem := atoi(read("/sys/fs/cgroup/" + path + "/memory.max"))
+		f := strings.Fields(read("/sys/fs/cgroup/" + path + "/cpu.max"))
+		return mem, float64(atoi(f[0])) / float64(atoi(f[1]))
+	}
+	mem := atoi(read("/sys/fs/cgroup/memory/" + path + "/memory.limit_in_bytes"))
+	quota := atoi(read("/sys/fs/cgroup/cpu/" + path + "/cpu.cfs_quota_us"))
+	period := atoi(read("/sys/fs/cgroup/cpu/" + path + "/cpu.cfs_period_us"))
+	return mem, float64(quota) / float64(period)
+}
+
+// Where the host cannot apply limits, the replica runs without them and its
+// status says so.
+func TestOCINoLimitsSaysSo(t *testing.T) {
+	e := newOCIEnv(t)
+	e.oci.NoLimits = "no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
+	p := e.provider(t)
+	if _, err := p.Start(context.Background(), ctrReplica("hello-nolimits")); err != nil {
+		t.Fatal(err)
+	}
+	inst := waitReady(t, p, "hello-nolimits")
+	if !strings.Contains(inst.Message, "resource limits not applied: no cgroup v1 memory hierarchy") {
+		t.Errorf("message %q does not say limits are missing", inst.Message)
+	}
+	if h := handleOf(t, inst); h.Limits != nil {
+		t.Errorf("limits recorded though not applied: %+v", h.Limits)
 	}
 }

@@ -119,6 +119,20 @@ func (c CloudConfig) validate(p string, e *errList) {
 	case c.Provider != ProviderLocal:
 		e.add(p+".provider", "unknown provider %q; valid providers: %s", c.Provider, valid)
 	}
+	if c.Catalog != "" && !IsDNS1123Label(c.Catalog) {
+		e.add(p+".catalog", "must name an imported catalog (a DNS-1123 label such as \"aws\"), got %q", c.Catalog)
+	}
+	for i, r := range c.Regions {
+		if strings.TrimSpace(r) == "" || hasSpace(r) {
+			e.add(fmt.Sprintf("%s.regions[%d]", p, i), "must be a region name without whitespace, got %q", r)
+		}
+	}
+	if len(c.Regions) > 0 && c.Catalog == "" {
+		e.add(p+".regions", "only applies to a cloud with a catalog; set catalog or use region")
+	}
+	if r := c.SpotInterruptionsPerHour; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		e.add(p+".spotInterruptionsPerHour", "must be a number >= 0 (got %g)", r)
+	}
 	switch {
 	case strings.TrimSpace(c.Region) == "":
 		e.add(p+".region", "required: set the region the cloud runs in, e.g. \"local-east\"")

@@ -127,6 +127,9 @@ func TestParseCloudsErrors(t *testing.T) {
 		{"provider missing", "clouds: [{name: a, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].provider", "required; valid providers: local"}}},
 		{"provider unknown", "clouds: [{name: a, provider: aws, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].provider", `unknown provider "aws"; valid providers: local`}}},
 		{"region missing", "clouds: [{name: a, provider: local, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].region", "required"}}},
+		{"catalog not a name", "clouds: [{name: a, provider: local, region: r, catalog: \"AWS cloud\", capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].catalog", "must name an imported catalog"}}},
+		{"regions without catalog", "clouds: [{name: a, provider: local, region: r, regions: [us-east-1], capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].regions", "only applies to a cloud with a catalog"}}},
+		{"spot rate negative", "clouds: [{name: a, provider: local, region: r, catalog: aws, spotInterruptionsPerHour: -1, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].spotInterruptionsPerHour", "must be a number >= 0"}}},
 		{"cpu zero", "clouds: [{name: a, provider: local, region: r, capacity: {cpu: 0, memory: 1Gi}}]\n", []wantErr{{"clouds[0].capacity.cpu", "must be > 0"}}},
 		{"cpu missing and memory garbage", "clouds: [{name: a, provider: local, region: r, capacity: {memory: lots}}]\n", []wantErr{
 			{"clouds[0].capacity.cpu", "must be > 0"},

@@ -119,6 +119,12 @@ func TestParseSpecValid(t *testing.T) {
 				t.Errorf("placement = %+v", s.Placement)
 			}
 		}},
+		{"placement optimizer fields", base + "replicas: 4\nplacement:\n  spread: {maxPerCloud: 2}\n  budget: 12.5\n  spot: {allowed: true, onDemandBase: 1}\n  traffic: {us-east-1: 3, eu-west-1: 1}\n", func(t *testing.T, s *DeploymentSpec) {
+			want := Placement{Spread: Spread{MaxPerCloud: 2}, Budget: 12.5, Spot: &SpotPolicy{Allowed: true, OnDemandBase: 1}, Traffic: map[string]float64{"us-east-1": 3, "eu-west-1": 1}}
+			if !reflect.DeepEqual(s.Placement, want) {
+				t.Errorf("placement = %+v", s.Placement)
+			}
+		}},
 		{"minClouds equal to replicas", base + "replicas: 2\nplacement: {spread: {minClouds: 2}}\n", nil},
 		{"minClouds 1 with 1 replica", base + "placement: {spread: {minClouds: 1}}\n", nil},
 		{"health", base + "health: {path: /healthz, periodSeconds: 10, timeoutSeconds: 10, initialDelaySeconds: 3600}\n", func(t *testing.T, s *DeploymentSpec) {
@@ -294,6 +300,13 @@ func TestParseSpecErrors(t *testing.T) {
 		{"minClouds above replicas", base + "replicas: 2\nplacement: {spread: {minClouds: 3}}\n", []wantErr{{"placement.spread.minClouds", "placement.spread.minClouds (3) must be <= replicas.max (2)"}}},
 		{"minClouds above allowed clouds", base + "replicas: 5\nplacement: {clouds: [local-a, local-b], spread: {minClouds: 3}}\n", []wantErr{{"placement.spread.minClouds", "more than the 2 cloud(s) allowed by placement.clouds"}}},
 		{"maxHourlyCost negative", base + "placement: {maxHourlyCost: -1}\n", []wantErr{{"placement.maxHourlyCost", "must be >= 0 (got -1)"}}},
+		{"maxPerCloud negative", base + "placement: {spread: {maxPerCloud: -1}}\n", []wantErr{{"placement.spread.maxPerCloud", "must be >= 0"}}},
+		{"maxPerCloud too small for replicas", base + "replicas: 5\nplacement: {clouds: [local-a, local-b], spread: {maxPerCloud: 2}}\n", []wantErr{{"placement.spread.maxPerCloud", "less than replicas.max (5)"}}},
+		{"budget negative", base + "placement: {budget: -2}\n", []wantErr{{"placement.budget", "must be >= 0 (got -2)"}}},
+		{"onDemandBase negative", base + "placement: {spot: {allowed: true, onDemandBase: -1}}\n", []wantErr{{"placement.spot.onDemandBase", "must be >= 0"}}},
+		{"onDemandBase without spot", base + "placement: {spot: {allowed: false, onDemandBase: 2}}\n", []wantErr{{"placement.spot.onDemandBase", "only meaningful with placement.spot.allowed"}}},
+		{"traffic weight negative", base + "placement: {traffic: {us-east-1: -1}}\n", []wantErr{{"placement.traffic.us-east-1", "weight must be a number >= 0"}}},
+		{"traffic typo", base + "placement: {trafic: {us-east-1: 1}}\n", []wantErr{{"placement.trafic", "traffic"}}},
 		{"cloud name invalid", base + "placement: {clouds: [Local_A]}\n", []wantErr{{"placement.clouds[0]", "DNS-1123"}}},
 		{"cloud duplicate", base + "placement: {clouds: [local-a, local-b, local-a]}\n", []wantErr{{"placement.clouds[2]", "duplicate of placement.clouds[0]"}}},
 		{"region empty and duplicate", base + "placement: {regions: [\"\", r1, r1]}\n", []wantErr{{"placement.regions[0]", "without whitespace"}, {"placement.regions[2]", "duplicate"}}},

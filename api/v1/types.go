@@ -74,11 +74,29 @@ type Placement struct {
 	Spread Spread            `json:"spread,omitempty"`
 	// MaxHourlyCost caps the price of one replica-hour in USD; 0 means no cap.
 	MaxHourlyCost float64 `json:"maxHourlyCost,omitempty"`
+	// Budget caps the hourly cost of all the deployment's replicas together
+	// in USD; 0 means no cap.
+	Budget float64 `json:"budget,omitempty"`
+	// Spot allows spot (preemptible) instances; nil means on-demand only.
+	Spot *SpotPolicy `json:"spot,omitempty"`
+	// Traffic weighs where requests come from, by region (e.g.
+	// {"us-east-1": 3, "eu-west-1": 1}); replicas far from the traffic pay
+	// a latency penalty in placement. Empty: latency does not matter.
+	Traffic map[string]float64 `json:"traffic,omitempty"`
 }
 
-// Spread asks for replicas in at least MinClouds distinct clouds.
+// Spread asks for replicas in at least MinClouds distinct clouds and at most
+// MaxPerCloud (0: no limit) in any one cloud.
 type Spread struct {
-	MinClouds int `json:"minClouds,omitempty"`
+	MinClouds   int `json:"minClouds,omitempty"`
+	MaxPerCloud int `json:"maxPerCloud,omitempty"`
+}
+
+// SpotPolicy says whether replicas may run on spot instances.
+type SpotPolicy struct {
+	Allowed bool `json:"allowed"`
+	// OnDemandBase replicas always run on-demand; only those above it may be spot.
+	OnDemandBase int `json:"onDemandBase,omitempty"`
 }
 
 // HealthCheck is the HTTP readiness probe for replicas.
@@ -237,6 +255,18 @@ type CloudConfig struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	Capacity Capacity          `json:"capacity"`
 	Prices   Prices            `json:"prices"`
+	// Catalog names an imported price catalog (aloft catalog import FILE
+	// --cloud NAME). With one, the cloud offers the catalog's instance types
+	// in the catalog's regions at its on-demand and spot prices, and
+	// placement picks region, instance type and purchase option; Capacity
+	// and Prices then do not apply. Empty: the cloud is one offering in
+	// Region, priced by Prices within Capacity.
+	Catalog string `json:"catalog,omitempty"`
+	// Regions limits a catalog cloud to these regions (empty: all of the catalog's).
+	Regions []string `json:"regions,omitempty"`
+	// SpotInterruptionsPerHour is the expected interruption rate of this
+	// cloud's spot instances, for placement's spot risk (default 0.05).
+	SpotInterruptionsPerHour float64 `json:"spotInterruptionsPerHour,omitempty"`
 }
 
 // ErrorResponse is the JSON body of every non-2xx API answer.

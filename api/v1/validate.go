@@ -116,6 +116,9 @@ func (s *DeploymentSpec) normalize() {
 	if len(s.Placement.Regions) == 0 {
 		s.Placement.Regions = nil
 	}
+	if len(s.Placement.Traffic) == 0 {
+		s.Placement.Traffic = nil
+	}
 	if len(s.Placement.Labels) == 0 {
 		s.Placement.Labels = nil
 	}
@@ -347,6 +350,34 @@ func (s *DeploymentSpec) validatePlacement(e *errList) {
 	}
 	if p.MaxHourlyCost < 0 || math.IsNaN(p.MaxHourlyCost) || math.IsInf(p.MaxHourlyCost, 0) {
 		e.add("placement.maxHourlyCost", "must be >= 0 (got %g); use 0 for no cap", p.MaxHourlyCost)
+	}
+	mpc := p.Spread.MaxPerCloud
+	switch {
+	case mpc < 0:
+		e.add("placement.spread.maxPerCloud", "must be >= 0 (got %d); use 0 for no limit", mpc)
+	case mpc > 0 && len(p.Clouds) > 0 && mpc*len(seen) < s.Replicas.Max:
+		e.add("placement.spread.maxPerCloud", "placement.spread.maxPerCloud (%d) x %d allowed cloud(s) is less than replicas.max (%d); raise maxPerCloud or allow more clouds", mpc, len(seen), s.Replicas.Max)
+	}
+	if p.Budget < 0 || math.IsNaN(p.Budget) || math.IsInf(p.Budget, 0) {
+		e.add("placement.budget", "must be >= 0 (got %g); use 0 for no cap", p.Budget)
+	}
+	if sp := p.Spot; sp != nil {
+		switch {
+		case sp.OnDemandBase < 0:
+			e.add("placement.spot.onDemandBase", "must be >= 0 (got %d)", sp.OnDemandBase)
+		case !sp.Allowed && sp.OnDemandBase > 0:
+			e.add("placement.spot.onDemandBase", "is only meaningful with placement.spot.allowed: true; set allowed or drop onDemandBase")
+		}
+	}
+	for _, r := range sortedMapKeys(p.Traffic) {
+		w := p.Traffic[r]
+		f := childPath("placement.traffic", r)
+		switch {
+		case strings.TrimSpace(r) == "" || hasSpace(r):
+			e.add(f, "must be keyed by a region name without whitespace, got %q", r)
+		case w < 0 || math.IsNaN(w) || math.IsInf(w, 0):
+			e.add(f, "weight must be a number >= 0 (got %g)", w)
+		}
 	}
 }
 

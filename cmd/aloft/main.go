@@ -106,7 +106,7 @@ them when a cloud fails. Run 'aloft server' to start the control plane, then
 		newLogsCmd(g), newEventsCmd(g), newRevisionsCmd(g),
 		newCloudsCmd(g), newCloudCmd(g),
 		newLoginCmd(g), newWhoamiCmd(g), newTokenCmd(g), newSecretCmd(g), newEndpointTokenCmd(g),
-		newAuditCmd(g), newWorkspaceCmd(g), newImageCmd(g),
+		newAuditCmd(g), newWorkspaceCmd(g), newImageCmd(g), newCatalogCmd(g),
 	)
 	return root
 }

@@ -414,3 +414,74 @@ func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) ([]v1.
 	_, err := c.json(ctx, "DELETE", "/api/v1/images?"+q.Encode(), nil, &l)
 	return l.Items, err
 }
+
+// ImportCatalog uploads a SkyPilot-format catalog CSV as the price catalog
+// of cloud, replacing its previous one. filename is shown in the server's
+// error messages (which name the file, line and column of a problem).
+func (c *Client) ImportCatalog(ctx context.Context, cloud, filename string, r io.Reader) (v1.CatalogImport, error) {
+	var out v1.CatalogImport
+	path := "/api/v1/catalogs/" + url.PathEscape(cloud)
+	if filename != "" {
+		path += "?filename=" + url.QueryEscape(filename)
+	}
+	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r), "text/csv")
+	if err != nil {
+		return out, err
+	}
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
+				req.ContentLength = fi.Size() - off
+			}
+		}
+	}
+	req.Header.Set("Expect", "100-continue")
+	resp, err := c.send(req)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return out, fmt.Errorf("decode POST %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// ListCatalogs lists the clouds with an imported price catalog.
+func (c *Client) ListCatalogs(ctx context.Context) ([]v1.CatalogInfo, error) {
+	var l list[v1.CatalogInfo]
+	_, err := c.json(ctx, "GET", "/api/v1/catalogs", nil, &l)
+	return l.Items, err
+}
+
+// OfferingQuery selects offerings; zero fields match everything.
+type OfferingQuery struct {
+	Cloud, Region string
+	GPU           string // accelerator name, any case
+	MinGPUs       int
+	Spot          bool // only offerings with a spot price, sorted by it
+	Limit         int  // 0: the server's default (100)
+}
+
+// ListOfferings returns the offerings q selects, cheapest first, and
+// whether more matched than the limit.
+func (c *Client) ListOfferings(ctx context.Context, q OfferingQuery) (v1.OfferingList, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"cloud": q.Cloud, "region": q.Region, "gpu": q.GPU} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.MinGPUs > 0 {
+		v.Set("minGpus", strconv.Itoa(q.MinGPUs))
+	}
+	if q.Spot {
+		v.Set("spot", "true")
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var l v1.OfferingList
+	_, err := c.json(ctx, "GET", "/api/v1/offerings?"+v.Encode(), nil, &l)
+	return l, err
+}

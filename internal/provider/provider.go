@@ -23,6 +23,11 @@ type Replica struct {
 	Spec v1.DeploymentSpec
 	// Env is extra environment aloft adds (ALOFT_REPLICA_ID etc.); PORT is the provider's job.
 	Env []string
+	// Where placement put the replica within the cloud: region, zone,
+	// instance type and purchase option (empty for a cloud that is one
+	// offering, such as a local cloud without a catalog).
+	Region, Zone, InstanceType string
+	Spot                       bool
 }
 
 // Instance is what a provider observes of one replica it runs.
@@ -50,6 +55,11 @@ var ErrNotFound = errors.New("replica not found")
 
 // ErrGone is returned by Adopt when the replica no longer runs.
 var ErrGone = errors.New("replica is gone")
+
+// ErrCapacity is wrapped by Start when the cloud has no capacity for the
+// replica's instance type in its region and zone now (a stock-out or quota
+// error). Placement then avoids that offering for a while and re-plans.
+var ErrCapacity = errors.New("no capacity")
 
 // Provider runs replicas on one cloud.
 type Provider interface {

@@ -52,6 +52,8 @@ type API struct {
 	Images *image.Store
 	// MaxImageBytes bounds an uploaded image archive; 0 means DefaultMaxImageBytes (16 GiB).
 	MaxImageBytes int64
+	// MaxCatalogBytes bounds an uploaded catalog CSV; 0 means DefaultMaxCatalogBytes (64 MiB).
+	MaxCatalogBytes int64
 
 	touchMu  sync.Mutex
 	touched  map[string]time.Time
@@ -124,6 +126,9 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/images", Handler: (*API).listImages, Role: auth.Viewer},
 	{Method: "POST", Path: "/api/v1/images", Handler: (*API).importImage, Role: auth.Developer, Action: "image.import", RawBody: true},
 	{Method: "DELETE", Path: "/api/v1/images", Handler: (*API).removeImage, Role: auth.Admin, Action: "image.remove"},
+	{Method: "GET", Path: "/api/v1/catalogs", Handler: (*API).listCatalogs, Role: auth.Viewer},
+	{Method: "POST", Path: "/api/v1/catalogs/{cloud}", Handler: (*API).importCatalog, Role: auth.Admin, Action: "catalog.import", RawBody: true},
+	{Method: "GET", Path: "/api/v1/offerings", Handler: (*API).listOfferings, Role: auth.Viewer},
 }
 
 // maxBodyBytes bounds every API request body (specs have their own 1 MiB limit).

@@ -83,11 +83,15 @@ func (a *API) listImages(w http.ResponseWriter, r *http.Request) {
 // imported: the client's ?filename= (its base name), else "image.tar". The
 // image store uses it as the repository of OCI layouts whose index names
 // only a tag, and it replaces the server's path in error messages.
-func uploadName(r *http.Request) string {
+func uploadName(r *http.Request) string { return baseNameParam(r, "image.tar") }
+
+// baseNameParam is the base name of the request's ?filename=, or def when it
+// is missing or unusable.
+func baseNameParam(r *http.Request, def string) string {
 	n := r.URL.Query().Get("filename")
 	n = filepath.Base(strings.ReplaceAll(n, "\\", "/"))
-	if n == "/" || n == "" || strings.HasPrefix(n, ".") || len(n) > 200 || strings.ContainsRune(n, 0) {
-		return "image.tar"
+	if n == "/" || n == "" || strings.HasPrefix(n, ".") || len(n) > 200 || strings.ContainsFunc(n, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return def
 	}
 	return n
 }

@@ -63,6 +63,9 @@ var rules = map[string]rule{
 	"GET /api/v1/images":                                     {auth.Viewer, false},
 	"POST /api/v1/images":                                    {auth.Developer, false},
 	"DELETE /api/v1/images":                                  {auth.Admin, false},
+	"GET /api/v1/catalogs":                                   {auth.Viewer, false},
+	"POST /api/v1/catalogs/{cloud}":                          {auth.Admin, false},
+	"GET /api/v1/offerings":                                  {auth.Viewer, false},
 }
 
 type rbacEnv struct {
@@ -160,6 +163,7 @@ func (e *rbacEnv) requestFor(rt Route, ws string) *http.Request {
 	case strings.Contains(path, "/clouds/{name}"):
 		path = strings.Replace(path, "{name}", "local-a", 1)
 	}
+	path = strings.Replace(path, "{cloud}", "rbac", 1)
 	path = strings.Replace(path, "{action}", "cordon", 1)
 	path = strings.Replace(path, "/tokens/{id}", "/tokens/"+e.victim[ws], 1)
 	path = strings.Replace(path, "{id}", "ept_none", 1)
@@ -178,6 +182,8 @@ func (e *rbacEnv) requestFor(rt Route, ws string) *http.Request {
 		body = `{"role": "viewer"}`
 	case "POST /api/v1/workspaces":
 		body = `{"name": "ws-new"}`
+	case "POST /api/v1/catalogs/{cloud}":
+		body = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region\nm5.large,,,2,8,0.096,,us-east-1\n"
 	}
 	if rt.Scope == ScopeRequest {
 		path += "?workspace=" + ws

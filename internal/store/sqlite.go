@@ -114,6 +114,27 @@ var migrations = []string{
 		prev_hash TEXT NOT NULL,
 		hash TEXT NOT NULL
 	);`,
+	// 3: cloud price catalogs (offerings), shared by every workspace.
+	`CREATE TABLE offerings (
+		cloud TEXT NOT NULL,
+		region TEXT NOT NULL,
+		zone TEXT NOT NULL,
+		instance_type TEXT NOT NULL,
+		accelerator TEXT NOT NULL,
+		accelerator_count REAL NOT NULL CHECK (accelerator_count >= 0),
+		vcpus REAL NOT NULL CHECK (vcpus >= 0),
+		memory_gib REAL NOT NULL CHECK (memory_gib >= 0),
+		gpu_memory_mib INTEGER NOT NULL CHECK (gpu_memory_mib >= 0),
+		price REAL NOT NULL CHECK (price >= 0),
+		spot_price REAL NOT NULL CHECK (spot_price >= 0),
+		arch TEXT NOT NULL,
+		PRIMARY KEY (cloud, region, zone, instance_type, accelerator, accelerator_count)
+	) WITHOUT ROWID;
+	CREATE INDEX offerings_by_accelerator ON offerings(accelerator COLLATE NOCASE, accelerator_count);
+	CREATE TABLE catalogs (
+		cloud TEXT PRIMARY KEY,
+		imported_at TEXT NOT NULL
+	);`,
 }
 
 // maxEventsPerDeployment bounds the event log of one deployment.

@@ -1,7 +1,8 @@
 // Package store keeps aloft's durable state: deployments and their revisions,
-// replica records, events and cloud state. Every acknowledged API change is in
-// the store before the API answers; controllers read desired state from it and
-// write observed state back. The SQLite implementation is the embedded default.
+// replica records, events, cloud state and cloud price catalogs. Every
+// acknowledged API change is in the store before the API answers; controllers
+// read desired state from it and write observed state back. The SQLite
+// implementation is the embedded default.
 package store
 
 import (
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/catalog"
 )
 
 var (
@@ -91,6 +93,12 @@ type Store interface {
 
 	SetCloudState(ctx context.Context, s CloudState) error
 	ListCloudStates(ctx context.Context) ([]CloudState, error)
+
+	// ReplaceCatalog replaces the cloud's price catalog in one transaction:
+	// its previous offerings are all replaced, or nothing changes.
+	ReplaceCatalog(ctx context.Context, cloud string, offs []catalog.Offering, at time.Time) error
+	ListOfferings(ctx context.Context, f OfferingFilter) ([]catalog.Offering, error)
+	CatalogClouds(ctx context.Context) ([]CatalogInfo, error)
 
 	Security
 

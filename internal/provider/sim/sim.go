@@ -60,13 +60,14 @@ type Options struct {
 type Sim struct {
 	opts Options
 
-	mu       sync.Mutex
-	replicas map[string]*replica
-	stopped  []string
-	failErr  error
-	hold     bool
-	starts   int
-	adopts   int
+	mu           sync.Mutex
+	replicas     map[string]*replica
+	stopped      []string
+	failErr      error
+	failOffering map[string]error // region/instanceType -> start error
+	hold         bool
+	starts       int
+	adopts       int
 }
 
 type replica struct {
@@ -126,6 +127,9 @@ func (s *Sim) Start(ctx context.Context, r provider.Replica) (provider.Instance,
 	s.starts++
 	if s.failErr != nil {
 		return provider.Instance{}, s.failErr
+	}
+	if err := s.failOffering[r.Region+"/"+r.InstanceType]; err != nil {
+		return provider.Instance{}, err
 	}
 	if r.ID == "" {
 		return provider.Instance{}, errors.New("sim: empty replica id")
@@ -311,6 +315,21 @@ func (s *Sim) Hold(on bool) {
 	s.mu.Unlock()
 	sort.Strings(released)
 	s.notify(released...)
+}
+
+// FailOffering makes later starts of instanceType in region fail with err
+// (e.g. one wrapping provider.ErrCapacity); nil clears it.
+func (s *Sim) FailOffering(region, instanceType string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failOffering == nil {
+		s.failOffering = map[string]error{}
+	}
+	if err == nil {
+		delete(s.failOffering, region+"/"+instanceType)
+		return
+	}
+	s.failOffering[region+"/"+instanceType] = err
 }
 
 // FailStarts makes every later Start fail with err; nil clears it.

@@ -12,12 +12,17 @@ import (
 // the same small JSON response, allocating nothing per request, so that a
 // benchmark of the gateway measures the gateway.
 func cannedBackend(b *testing.B) string {
+	return cannedBackendWith(b, "")
+}
+
+// cannedBackendWith is cannedBackend with extra header lines ("K: v\r\n").
+func cannedBackendWith(b *testing.B, extra string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\nContent-Length: 19\r\n\r\n{\"ok\":true,\"n\":123}")
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n" + extra + "Content-Length: 19\r\n\r\n{\"ok\":true,\"n\":123}")
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -67,6 +72,22 @@ func (w *nopWriter) Flush()                      {}
 func BenchmarkServeHTTP(b *testing.B) {
 	g := New(Options{})
 	g.SetBackends("bench", []Backend{{ReplicaID: "r1", Cloud: "local", URL: cannedBackend(b)}})
+	benchServeHTTP(b, g)
+}
+
+// BenchmarkServeHTTPMetricHeader is BenchmarkServeHTTP with a metric header
+// (SetMetricHeader) that every response carries.
+func BenchmarkServeHTTPMetricHeader(b *testing.B) {
+	g := New(Options{})
+	g.SetMetricHeader("bench", "X-Queue-Depth")
+	g.SetBackends("bench", []Backend{{ReplicaID: "r1", Cloud: "local", URL: cannedBackendWith(b, "X-Queue-Depth: 17\r\n")}})
+	benchServeHTTP(b, g)
+	if s, _ := g.Stats("bench"); s.Replicas[0].Metric != 17 {
+		b.Fatalf("metric %v", s.Replicas[0].Metric)
+	}
+}
+
+func benchServeHTTP(b *testing.B, g *Gateway) {
 	req, _ := http.NewRequest("GET", "http://bench.localhost/", nil)
 	req.RequestURI = "/"
 	req.RemoteAddr = "127.0.0.1:12345"

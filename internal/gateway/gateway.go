@@ -8,6 +8,17 @@
 // and case ignored). Unknown deployments get 404, known deployments without a
 // ready replica 503 with Retry-After, both with a JSON body.
 //
+// # Scale from zero
+//
+// A deployment with activation enabled (SetActivation) answers no 503 for
+// want of a replica: such requests are held, up to a bound per deployment
+// (then 503 "activation queue full"), until SetBackends publishes a ready
+// replica or their timeout passes (then 504), and Options.OnDemand asks for a
+// replica once per episode. Publishing a replica wakes every held request at
+// once; their bodies are read only when they are forwarded. See activation.go.
+// Stats gives an autoscaler each deployment's requests in flight and held,
+// its request count and a latency histogram.
+//
 // # Balancing
 //
 // Each request goes to the replica with the fewest outstanding requests
@@ -62,6 +73,7 @@
 //	aloft_gateway_inflight_requests{deployment,replica}
 //	aloft_gateway_retries_total{deployment}
 //	aloft_gateway_unavailable_total{deployment,reason}
+//	aloft_gateway_waiting_requests{deployment}
 //
 // kept in atomic counters on the hot path and read at scrape time, so series
 // of removed deployments and replicas disappear with them. Requests for unknown
@@ -118,6 +130,15 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger may be nil.
 	Logger *slog.Logger
+	// OnDemand, if not nil, is called when a request finds a deployment
+	// with activation enabled (see SetActivation) without a ready replica:
+	// the caller should start one at once. It is called on a goroutine of
+	// its own, without any of the gateway's locks held, once per
+	// activation episode: again only after a ready set was published
+	// (SetBackends with replicas) or after every request held in the
+	// episode has left without a replica (timed out or gone). It must
+	// tolerate the occasional repeated call.
+	OnDemand func(deployment string)
 }
 
 // Tunables of the proxy. They are variables so tests can change them.
@@ -146,9 +167,12 @@ type Gateway struct {
 	mu        sync.Mutex // serialises writers of deps, replicas, upstreams
 	replicas  map[string]*replica
 	upstreams map[string]*upstream
-	repMu     sync.RWMutex // guards replicas for readers (InFlight, WaitIdle, scrape)
+	configs   map[string]*depConfig // SetActivation, SetMetricHeader (activation.go)
+	repMu     sync.RWMutex          // guards replicas for readers (InFlight, WaitIdle, scrape)
 
 	fallback *http.Transport // for upgrades and https backends
+
+	onDemand func(deployment string)
 
 	servers sync.Map // *http.Server -> *serverGroup (fast.go)
 
@@ -181,6 +205,8 @@ func New(opts Options) *Gateway {
 		log:           log,
 		replicas:      map[string]*replica{},
 		upstreams:     map[string]*upstream{},
+		configs:       map[string]*depConfig{},
+		onDemand:      opts.OnDemand,
 		fastPath:      fastPath,
 		peekAfterIdle: peekAfterIdle,
 		janitorTick:   janitorTick,
@@ -226,6 +252,14 @@ type deployment struct {
 	noReplica atomic.Uint64
 	allFailed atomic.Uint64
 	removed   atomic.Bool
+
+	// Autoscaling (activation.go): the setting, the requests received and
+	// those held for a replica, and the requests activation refused.
+	cfg         atomic.Pointer[depConfig] // nil: none
+	requests    atomic.Uint64
+	waiting     waiters
+	queueFull   atomic.Uint64
+	holdTimeout atomic.Uint64
 }
 
 // backendSet is an immutable snapshot of a deployment's ready replicas.
@@ -259,6 +293,11 @@ type replica struct {
 	waiters    atomic.Int32
 	mu         sync.Mutex
 	idle       chan struct{} // closed when inflight drops to 0 while someone waits
+
+	// The last value of the metric header (activation.go): float64 bits,
+	// and when it was received (unix nanoseconds; 0: never).
+	metric   atomic.Uint64
+	metricAt atomic.Int64
 }
 
 func (r *replica) begin() { r.inflight.Add(1) }
@@ -307,6 +346,7 @@ func (g *Gateway) SetBackends(name string, backends []Backend) {
 		empty := map[string]*cloudStats{}
 		d.clouds.Store(&empty)
 		d.set.Store(&backendSet{})
+		d.cfg.Store(g.configs[name])
 		nd := make(map[string]*deployment, len(deps)+1)
 		for k, v := range deps {
 			nd[k] = v
@@ -355,16 +395,22 @@ func (g *Gateway) SetBackends(name string, backends []Backend) {
 	for _, ob := range old.backends {
 		g.releaseLocked(ob)
 	}
+	if len(set.backends) > 0 {
+		d.wakeWaiters(true) // held requests go to the new replicas
+	}
 }
 
-// RemoveDeployment forgets a deployment: its requests get 404 from now on.
-// Requests in flight finish.
+// RemoveDeployment forgets a deployment, with its access policy, activation
+// and metric header settings: its requests get 404 from now on, and so do
+// requests held for a replica (activation), at once. Requests in flight
+// finish.
 func (g *Gateway) RemoveDeployment(name string) {
 	name = strings.ToLower(name)
 	g.access.remove(name)
 	g.denied.DeletePartialMatch(prometheus.Labels{"deployment": name})
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.configs, name)
 	deps := *g.deps.Load()
 	d := deps[name]
 	if d == nil {
@@ -382,6 +428,7 @@ func (g *Gateway) RemoveDeployment(name string) {
 	for _, ob := range old.backends {
 		g.releaseLocked(ob)
 	}
+	d.wakeWaiters(false)
 }
 
 // InFlight returns the number of requests now being proxied to a replica.

@@ -14,10 +14,12 @@ var durationBuckets = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 
 // Reasons for aloft_gateway_unavailable_total.
 const (
-	reasonNoRoute           = "no_route"            // no Host or header naming a deployment
-	reasonUnknownDeployment = "unknown_deployment"  // names a deployment the gateway does not know
-	reasonNoReadyReplica    = "no_ready_replica"    // known deployment, empty ready set (503)
-	reasonAllFailed         = "all_replicas_failed" // every replica tried refused the connection (502)
+	reasonNoRoute           = "no_route"              // no Host or header naming a deployment
+	reasonUnknownDeployment = "unknown_deployment"    // names a deployment the gateway does not know
+	reasonNoReadyReplica    = "no_ready_replica"      // known deployment, empty ready set (503)
+	reasonAllFailed         = "all_replicas_failed"   // every replica tried refused the connection (502)
+	reasonQueueFull         = "activation_queue_full" // activation: too many requests held (503)
+	reasonActivationTimeout = "activation_timeout"    // activation: no replica ready in time (504)
 )
 
 // cloudStats holds the request counters of one (deployment, cloud) pair. They
@@ -75,8 +77,11 @@ var (
 		"Requests sent to another replica after a replica could not be reached.",
 		[]string{"deployment"}, nil)
 	descUnavailable = prometheus.NewDesc("aloft_gateway_unavailable_total",
-		"Requests the gateway could not hand to any replica, by reason (no_route, unknown_deployment, no_ready_replica, all_replicas_failed). Requests not naming a known deployment have deployment=\"\".",
+		"Requests the gateway could not hand to any replica, by reason (no_route, unknown_deployment, no_ready_replica, all_replicas_failed, activation_queue_full, activation_timeout). Requests not naming a known deployment have deployment=\"\".",
 		[]string{"deployment", "reason"}, nil)
+	descWaiting = prometheus.NewDesc("aloft_gateway_waiting_requests",
+		"Requests held for a replica of a deployment at zero replicas (activation).",
+		[]string{"deployment"}, nil)
 )
 
 // collector exports the gateway's counters. Only live deployments and
@@ -89,6 +94,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInflight
 	ch <- descRetries
 	ch <- descUnavailable
+	ch <- descWaiting
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -99,6 +105,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRetries, prometheus.CounterValue, float64(d.retries.Load()), d.name)
 		ch <- prometheus.MustNewConstMetric(descUnavailable, prometheus.CounterValue, float64(d.noReplica.Load()), d.name, reasonNoReadyReplica)
 		ch <- prometheus.MustNewConstMetric(descUnavailable, prometheus.CounterValue, float64(d.allFailed.Load()), d.name, reasonAllFailed)
+		if c := d.cfg.Load(); (c != nil && c.act.Enabled) || d.queueFull.Load() != 0 || d.holdTimeout.Load() != 0 {
+			ch <- prometheus.MustNewConstMetric(descUnavailable, prometheus.CounterValue, float64(d.queueFull.Load()), d.name, reasonQueueFull)
+			ch <- prometheus.MustNewConstMetric(descUnavailable, prometheus.CounterValue, float64(d.holdTimeout.Load()), d.name, reasonActivationTimeout)
+			ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(d.waiting.count.Load()), d.name)
+		}
 		for _, s := range *d.clouds.Load() {
 			var total uint64
 			for code := range s.codes {

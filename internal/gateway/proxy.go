@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -153,13 +154,20 @@ const statusClientGone = 499
 
 // serve proxies r to one of d's backends.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, d *deployment, start time.Time, fc *fastConn) {
+	d.requests.Add(1)
+	// now is the time for pool and balancing decisions: start, unless the
+	// request was held for a replica.
+	now := start
 	set := d.set.Load()
 	if len(set.backends) == 0 {
-		d.noReplica.Add(1)
-		w.Header()["Retry-After"] = retryAfter1
-		writeError(w, http.StatusServiceUnavailable, "no ready replica", d.name)
-		g.noCloudStats(d).observe(http.StatusServiceUnavailable, time.Since(start))
-		return
+		if set = g.noReplica(w, r, d, start, fc); set == nil {
+			return
+		}
+		now = time.Now()
+	}
+	var metricKey string
+	if c := d.cfg.Load(); c != nil {
+		metricKey = c.metricHeader
 	}
 	if r.Method == http.MethodConnect {
 		writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported", d.name)
@@ -193,7 +201,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, d *deployment, s
 	var last *backend
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		b := set.pick(&d.rr, tried, start.UnixNano())
+		b := set.pick(&d.rr, tried, now.UnixNano())
 		if b == nil {
 			break
 		}
@@ -203,20 +211,25 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, d *deployment, s
 		last = b
 		if b.up == nil || upgrade {
 			// WebSocket and other upgrades, https backends: the standard library.
-			putBuf(bodyBuf)
+			if body != nil {
+				// The body was read for replay: hand it over from there.
+				g.serveFallback(w, withBody(r, body), d, b, start, metricKey)
+				putBuf(bodyBuf)
+				return
+			}
 			if fc != nil && !upgrade && r.ContentLength == 0 {
 				ctx, cancel := context.WithCancel(ctx)
 				fc.startWatch(cancel)
-				g.serveFallback(w, r.WithContext(ctx), d, b, start)
+				g.serveFallback(w, r.WithContext(ctx), d, b, start, metricKey)
 				fc.stopWatch()
 				cancel()
 				return
 			}
-			g.serveFallback(w, r, d, b, start)
+			g.serveFallback(w, r, d, b, start, metricKey)
 			return
 		}
 		b.rep.begin()
-		pc := b.up.get(start)
+		pc := b.up.get(now)
 		if pc == nil {
 			var err error
 			pc, err = b.up.dial(ctx)
@@ -231,7 +244,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, d *deployment, s
 				continue
 			}
 		}
-		status, oc, err := g.exchange(w, r, pc, body, streamBody, fc)
+		status, oc, err := g.exchange(w, r, pc, body, streamBody, fc, b.rep, metricKey)
 		g.end(b.rep)
 		switch oc {
 		case done, reusable:
@@ -299,6 +312,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, d *deployment, s
 	stats.observe(http.StatusBadGateway, time.Since(start))
 }
 
+// withBody returns a shallow copy of r whose body is body.
+func withBody(r *http.Request, body []byte) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	return r2
+}
+
 // markDown passes b over for backendDownFor after its connection was refused.
 func (g *Gateway) markDown(d *deployment, b *backend, err error) {
 	now := time.Now().UnixNano()
@@ -318,7 +339,9 @@ func (g *Gateway) noCloudStats(d *deployment) *cloudStats {
 }
 
 // exchange sends r on pc and forwards the response to w.
-func (g *Gateway) exchange(w http.ResponseWriter, r *http.Request, pc *pconn, body []byte, streamBody bool, fc *fastConn) (int, outcome, error) {
+// If metricKey is not empty, the response header of that name is recorded as
+// rep's metric.
+func (g *Gateway) exchange(w http.ResponseWriter, r *http.Request, pc *pconn, body []byte, streamBody bool, fc *fastConn, rep *replica, metricKey string) (int, outcome, error) {
 	// Cancellation: net/http cancels the request's context when the client
 	// goes away; the fast loop watches the client itself once the backend
 	// takes a while (fc.await). Either way pc.abort unblocks our I/O.
@@ -376,6 +399,9 @@ func (g *Gateway) exchange(w http.ResponseWriter, r *http.Request, pc *pconn, bo
 		release()
 		pc.close()
 		return 0, failed, err
+	}
+	if metricKey != "" {
+		rep.recordMetric(pc, metricKey)
 	}
 	h := w.Header()
 	if fc != nil {
@@ -460,7 +486,7 @@ type bodyError struct{ err error }
 func (e *bodyError) Error() string { return "request body: " + e.err.Error() }
 
 // serveFallback proxies upgrades and https backends with httputil.ReverseProxy.
-func (g *Gateway) serveFallback(w http.ResponseWriter, r *http.Request, d *deployment, b *backend, start time.Time) {
+func (g *Gateway) serveFallback(w http.ResponseWriter, r *http.Request, d *deployment, b *backend, start time.Time, metricKey string) {
 	status := http.StatusBadGateway
 	b.rep.begin()
 	// A backend with its own Dial is reached through its pool's transport,
@@ -490,6 +516,11 @@ func (g *Gateway) serveFallback(w http.ResponseWriter, r *http.Request, d *deplo
 		ErrorLog:      log.New(io.Discard, "", 0),
 		ModifyResponse: func(resp *http.Response) error {
 			status = resp.StatusCode
+			if metricKey != "" {
+				if v := resp.Header[metricKey]; len(v) > 0 {
+					b.rep.setMetric(v[0])
+				}
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

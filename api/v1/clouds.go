@@ -145,7 +145,11 @@ func (c CloudConfig) validate(p string, e *errList) {
 		}
 	}
 
-	// capacity
+	// capacity: a catalog cloud's capacity is per offering (unlimited
+	// until a provider reports none), so it needs none configured.
+	if c.Catalog != "" && c.Capacity.CPU == 0 && c.Capacity.Memory == "" && len(c.Capacity.GPUs) == 0 {
+		return
+	}
 	if !(c.Capacity.CPU > 0) || math.IsInf(c.Capacity.CPU, 0) {
 		e.add(p+".capacity.cpu", "must be > 0 cores (got %g)", c.Capacity.CPU)
 	}

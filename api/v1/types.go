@@ -24,6 +24,9 @@ type DeploymentSpec struct {
 	Placement Placement    `json:"placement,omitempty"`
 	Health    HealthCheck  `json:"health,omitempty"`
 	Access    AccessPolicy `json:"access,omitempty"`
+	// Autoscale sizes the deployment within replicas {min, max}; nil uses
+	// the defaults for a range and does nothing for a fixed count.
+	Autoscale *Autoscale `json:"autoscale,omitempty"`
 }
 
 // EnvVar is one environment variable given to every replica: a literal
@@ -163,16 +166,20 @@ const (
 
 // ReplicaStatus is one replica as users see it.
 type ReplicaStatus struct {
-	ID         string       `json:"id"`
-	Revision   int64        `json:"revision"`
-	Cloud      string       `json:"cloud"`
-	Region     string       `json:"region"`
-	State      ReplicaState `json:"state"`
-	Endpoint   string       `json:"endpoint,omitempty"`
-	StartedAt  *time.Time   `json:"startedAt,omitempty"`
-	Restarts   int          `json:"restarts"`
-	HourlyCost float64      `json:"hourlyCost"`
-	Message    string       `json:"message,omitempty"`
+	ID       string `json:"id"`
+	Revision int64  `json:"revision"`
+	Cloud    string `json:"cloud"`
+	Region   string `json:"region"`
+	// Zone, InstanceType and Spot are set on clouds with a catalog.
+	Zone         string       `json:"zone,omitempty"`
+	InstanceType string       `json:"instanceType,omitempty"`
+	Spot         bool         `json:"spot,omitempty"`
+	State        ReplicaState `json:"state"`
+	Endpoint     string       `json:"endpoint,omitempty"`
+	StartedAt    *time.Time   `json:"startedAt,omitempty"`
+	Restarts     int          `json:"restarts"`
+	HourlyCost   float64      `json:"hourlyCost"`
+	Message      string       `json:"message,omitempty"`
 }
 
 // Condition is a named fact about a deployment, with the reason it holds.

@@ -57,6 +57,7 @@ func IsDNS1123Label(s string) bool {
 //	health.timeoutSeconds        1
 //	health.initialDelaySeconds   0
 //	access.public                true
+//	autoscale.*                  see (*Autoscale).Default (only when autoscale is set)
 //
 // Zero values count as unset here. ParseSpec is stricter: it defaults only
 // fields absent from the document, so an explicit `port: 0` stays 0 and
@@ -96,6 +97,9 @@ func (s *DeploymentSpec) applyDefaults(explicit func(path string) bool) {
 		t := true
 		s.Access.Public = &t
 	}
+	if s.Autoscale != nil {
+		s.Autoscale.applyDefaults(s.Replicas, explicit)
+	}
 }
 
 // normalize turns empty lists and maps into nil so that a spec compares
@@ -121,6 +125,9 @@ func (s *DeploymentSpec) normalize() {
 	}
 	if len(s.Placement.Labels) == 0 {
 		s.Placement.Labels = nil
+	}
+	if s.Autoscale != nil {
+		s.Autoscale.normalize()
 	}
 }
 
@@ -201,6 +208,9 @@ func (s *DeploymentSpec) validate() []FieldError {
 	s.validateResources(&e)
 	s.validatePlacement(&e)
 	s.validateHealth(&e)
+	if s.Autoscale != nil {
+		s.Autoscale.validate(s.Replicas, &e)
+	}
 
 	for i, c := range s.Access.AllowCIDRs {
 		if _, err := netip.ParsePrefix(c); err != nil {

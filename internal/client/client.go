@@ -52,6 +52,9 @@ func (c *Client) WithCA(caPEM []byte) error {
 type APIError struct {
 	Status int
 	Body   v1.ErrorResponse
+	// Data is the raw answer (at most 1 MiB), for answers that carry more
+	// than an error (a 422 plan).
+	Data []byte
 }
 
 func (e *APIError) Error() string {
@@ -117,6 +120,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 		defer resp.Body.Close()
 		ae := &APIError{Status: resp.StatusCode}
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		ae.Data = data
 		if json.Unmarshal(data, &ae.Body) != nil || ae.Body.Error == "" {
 			ae.Body.Error = strings.TrimSpace(string(data))
 		}
@@ -179,6 +183,21 @@ func (c *Client) CreateDeployment(ctx context.Context, spec []byte) (v1.Deployme
 func (c *Client) ApplyDeployment(ctx context.Context, name string, spec []byte) (d v1.Deployment, created bool, err error) {
 	code, err := c.json(ctx, "PUT", "/api/v1/deployments/"+url.PathEscape(name), spec, &d)
 	return d, code == http.StatusCreated, err
+}
+
+// Plan asks the placement optimizer where spec's replicas would run. An
+// infeasible spec returns the plan (with Error set, naming the binding
+// constraint) and an *APIError with status 422.
+func (c *Client) Plan(ctx context.Context, spec []byte) (v1.PlanResult, error) {
+	var p v1.PlanResult
+	_, err := c.json(ctx, "POST", "/api/v1/plan", spec, &p)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
+		if jerr := json.Unmarshal(ae.Data, &p); jerr != nil {
+			return p, err
+		}
+	}
+	return p, err
 }
 
 func (c *Client) DeleteDeployment(ctx context.Context, name string) (v1.Deployment, error) {

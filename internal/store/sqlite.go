@@ -135,6 +135,11 @@ var migrations = []string{
 		cloud TEXT PRIMARY KEY,
 		imported_at TEXT NOT NULL
 	);`,
+	// 4: where in its cloud placement put each replica (catalog clouds).
+	`ALTER TABLE replicas ADD COLUMN region TEXT NOT NULL DEFAULT '';
+	ALTER TABLE replicas ADD COLUMN zone TEXT NOT NULL DEFAULT '';
+	ALTER TABLE replicas ADD COLUMN instance_type TEXT NOT NULL DEFAULT '';
+	ALTER TABLE replicas ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // maxEventsPerDeployment bounds the event log of one deployment.
@@ -232,6 +237,7 @@ func parseTime(s string) time.Time {
 func SameTemplate(a, b v1.DeploymentSpec) bool {
 	a.Replicas, b.Replicas = v1.Replicas{}, v1.Replicas{}
 	a.Placement, b.Placement = v1.Placement{}, v1.Placement{}
+	a.Autoscale, b.Autoscale = nil, nil // how many replicas, not what they run
 	return reflect.DeepEqual(normalizeForCompare(a), normalizeForCompare(b))
 }
 
@@ -466,13 +472,13 @@ func (s *SQLite) PutReplica(ctx context.Context, r Replica) error {
 	if len(r.Handle) > 0 {
 		handle = string(r.Handle)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO replicas(id, deployment, revision, cloud, state, endpoint, started_at, restarts, message, hourly_cost, handle, created_at, draining)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO replicas(id, deployment, revision, cloud, state, endpoint, started_at, restarts, message, hourly_cost, handle, created_at, draining, region, zone, instance_type, spot)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET state = excluded.state, endpoint = excluded.endpoint, started_at = excluded.started_at,
 			restarts = excluded.restarts, message = excluded.message, hourly_cost = excluded.hourly_cost,
 			handle = excluded.handle, draining = excluded.draining`,
 		r.ID, r.Deployment, r.Revision, r.Cloud, string(r.State), r.Endpoint, nullTime(r.StartedAt), r.Restarts, r.Message,
-		r.HourlyCost, handle, r.CreatedAt.UTC().Format(time.RFC3339Nano), r.Draining)
+		r.HourlyCost, handle, r.CreatedAt.UTC().Format(time.RFC3339Nano), r.Draining, r.Region, r.Zone, r.InstanceType, r.Spot)
 	return err
 }
 
@@ -481,7 +487,7 @@ func (s *SQLite) DeleteReplica(ctx context.Context, id string) error {
 	return err
 }
 
-const replicaCols = `id, deployment, revision, cloud, state, endpoint, started_at, restarts, message, hourly_cost, handle, created_at, draining`
+const replicaCols = `id, deployment, revision, cloud, state, endpoint, started_at, restarts, message, hourly_cost, handle, created_at, draining, region, zone, instance_type, spot`
 
 func (s *SQLite) listReplicas(ctx context.Context, where string, args ...any) ([]Replica, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+replicaCols+` FROM replicas `+where+` ORDER BY created_at, id`, args...)
@@ -495,7 +501,7 @@ func (s *SQLite) listReplicas(ctx context.Context, where string, args ...any) ([
 		var state, created string
 		var started, handle sql.NullString
 		if err := rows.Scan(&r.ID, &r.Deployment, &r.Revision, &r.Cloud, &state, &r.Endpoint, &started, &r.Restarts, &r.Message,
-			&r.HourlyCost, &handle, &created, &r.Draining); err != nil {
+			&r.HourlyCost, &handle, &created, &r.Draining, &r.Region, &r.Zone, &r.InstanceType, &r.Spot); err != nil {
 			return nil, err
 		}
 		r.State = v1.ReplicaState(state)

@@ -83,7 +83,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := Replica{ID: "api-1", Deployment: "api", Revision: 1, Cloud: "local-a", State: v1.ReplicaReady,
-		Endpoint: "http://127.0.0.1:1", Handle: json.RawMessage(`{"pid":42}`), HourlyCost: 0.5}
+		Endpoint: "http://127.0.0.1:1", Handle: json.RawMessage(`{"pid":42}`), HourlyCost: 0.5,
+		Region: "us-east-1", Zone: "use1-az1", InstanceType: "g5.xlarge", Spot: true}
 	if err := s.PutReplica(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 		t.Fatalf("schema version %d %v", v, err)
 	}
 	reps, err := s2.ListReplicas(ctx, "api")
-	if err != nil || len(reps) != 1 || reps[0].Restarts != 2 || string(reps[0].Handle) != `{"pid":42}` {
+	if err != nil || len(reps) != 1 || reps[0].Restarts != 2 || string(reps[0].Handle) != `{"pid":42}` ||
+		reps[0].Region != "us-east-1" || reps[0].Zone != "use1-az1" || reps[0].InstanceType != "g5.xlarge" || !reps[0].Spot {
 		t.Fatalf("replicas after reopen: %+v %v", reps, err)
 	}
 	evs, err := s2.ListEvents(ctx, "api", 0, 10)
@@ -117,5 +119,22 @@ func TestDurableAcrossReopen(t *testing.T) {
 	cs, err := s2.ListCloudStates(ctx)
 	if err != nil || len(cs) != 1 || !cs[0].Cordoned {
 		t.Fatalf("cloud state: %+v %v", cs, err)
+	}
+}
+
+// Replicas, placement and autoscale say how many replicas run where, not
+// what they run: changing them is no new revision.
+func TestSameTemplateIgnoresScaleFields(t *testing.T) {
+	a := spec("web", 2)
+	b := spec("web", 2)
+	b.Replicas = v1.Replicas{Min: 1, Max: 9}
+	b.Placement.Budget = 12
+	b.Autoscale = &v1.Autoscale{Metric: "rps", Target: 5}
+	if !SameTemplate(a, b) {
+		t.Error("a change of replicas, placement or autoscale counted as a template change")
+	}
+	b.Args = []string{"--v2"}
+	if SameTemplate(a, b) {
+		t.Error("a change of args did not count")
 	}
 }

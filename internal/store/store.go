@@ -57,6 +57,10 @@ type Replica struct {
 	CreatedAt  time.Time
 	// Draining: removed from routing, to be stopped once idle.
 	Draining bool
+	// Where placement put the replica in its cloud; empty region, zone and
+	// instance type for a cloud that is one offering (a local cloud).
+	Region, Zone, InstanceType string
+	Spot                       bool
 }
 
 // CloudState is the live, stored state of a configured cloud.

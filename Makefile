@@ -1,7 +1,7 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test fuzz bench-gateway bench-deploy clean example-image
+.PHONY: build demo test fuzz bench-gateway bench-deploy bench-placement bench-autoscale clean example-image
 
 # Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
@@ -40,3 +40,11 @@ clean:
 
 bench-deploy:
 	$(GO) run ./bench/deploy
+
+# Needs CBC (apt-get install -y coinor-cbc) or glpsol; see bench/placement/README.md.
+bench-placement:
+	$(GO) run ./bench/placement
+
+# Autoscaling policies in the simulator over real and synthetic traces; see bench/autoscale/README.md.
+bench-autoscale:
+	$(GO) run ./bench/autoscale

@@ -6,7 +6,10 @@
 // cache) against a process replica of the same static binary, with the
 // memory the container adds.
 //
-//	go run ./bench/deploy [-runs 10] [-o json] [-bench all|demo|containers]
+// And scale from zero: 50 concurrent requests at a deployment at zero
+// replicas, none lost, and the latency they see beyond the replica's start.
+//
+//	go run ./bench/deploy [-runs 10] [-o json] [-bench all|demo|containers|zero]
 package main
 
 import (
@@ -31,7 +34,7 @@ import (
 func main() {
 	runs := flag.Int("runs", 10, "deployments to time")
 	output := flag.String("o", "table", "table or json")
-	which := flag.String("bench", "all", "demo (3 replicas vs direct exec), containers (container vs process replica) or all")
+	which := flag.String("bench", "all", "demo (3 replicas vs direct exec), containers (container vs process replica), zero (50 requests at a deployment scaled to zero) or all")
 	flag.Parse()
 	var err error
 	if *which == "all" || *which == "demo" {
@@ -39,6 +42,9 @@ func main() {
 	}
 	if err == nil && (*which == "all" || *which == "containers") {
 		err = containerBench(*runs, *output)
+	}
+	if err == nil && (*which == "all" || *which == "zero") {
+		err = zeroBench(*runs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/deploy:", err)

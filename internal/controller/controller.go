@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,15 @@ type Options struct {
 	StopGrace time.Duration
 	// StartFailureBackoff is the first wait before retrying a replica that failed to start (default 1s, doubling to 1m).
 	StartFailureBackoff time.Duration
+	// Weights and RTTms tune the placement optimizer (zero: its defaults).
+	Weights placement.Weights
+	RTTms   map[[2]string]float64
+	// AutoscaleInterval is how often the autoscaler samples the gateway and
+	// decides (default 1s).
+	AutoscaleInterval time.Duration
+	// CapacityBlock is how long an offering whose provider reported no
+	// capacity is avoided (default 5 minutes); placement re-plans at once.
+	CapacityBlock time.Duration
 	// ResolveSecret returns a secret's value for replicas' env; an error
 	// wrapping store.ErrNotFound means the secret does not exist. Nil: specs
 	// that reference secrets cannot start.
@@ -104,8 +115,13 @@ type Controller struct {
 	// backoff holds per-deployment retry state after start failures.
 	backoff map[string]backoffState
 	specs   map[string]v1.DeploymentSpec // "name/revision" -> spec cache
-	wg      sync.WaitGroup
-	synced  chan struct{}
+	// catalogs caches imported catalogs; blocks holds offerings that
+	// reported no capacity.
+	catalogs catalogs
+	blocks   capacityBlocks
+	scaler   scaler
+	wg       sync.WaitGroup
+	synced   chan struct{}
 }
 
 // Synced is closed once the first full reconcile has finished, i.e. every
@@ -134,8 +150,14 @@ func New(opts Options) *Controller {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.AutoscaleInterval <= 0 {
+		opts.AutoscaleInterval = time.Second
+	}
+	if opts.CapacityBlock <= 0 {
+		opts.CapacityBlock = 5 * time.Minute
+	}
 	if opts.Placer == nil {
-		opts.Placer = placement.CheapestFirst{}
+		opts.Placer = placement.Optimizer{Weights: opts.Weights, RTTms: opts.RTTms}
 	}
 	return &Controller{
 		opts: opts, st: opts.Store, clouds: opts.Clouds, placer: opts.Placer, router: opts.Router,
@@ -182,6 +204,11 @@ func (c *Controller) Run(ctx context.Context) {
 	defer t.Stop()
 	c.reconcileAll(ctx)
 	close(c.synced)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.autoscaleLoop(ctx)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -306,7 +333,8 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 		}
 	}
 
-	desired := desiredReplicas(d.Spec)
+	c.activation(d)
+	desired := c.desiredFor(d)
 	decision := placement.Decision{}
 	switch {
 	case len(current) < desired:
@@ -384,9 +412,15 @@ func countReady(os []*observed) int {
 	return n
 }
 
-// desiredReplicas is the replica count to run now; the autoscaler will move it
-// within [min, max]. Until then a fixed count is min (= max).
-func desiredReplicas(s v1.DeploymentSpec) int { return s.Replicas.Min }
+// planReplicas is how many replicas a dry-run plan places: the fixed count,
+// or an autoscaled deployment's minimum (at least one, to show where it
+// would run).
+func planReplicas(s v1.DeploymentSpec) int {
+	if autoscaled(s) {
+		return max(s.Replicas.Min, 1)
+	}
+	return s.Replicas.Min
+}
 
 // runtimeFor says what kind of workload the spec is: an image runs as a
 // container (its command, if any, replaces the image's entrypoint); a
@@ -481,7 +515,8 @@ func (c *Controller) observe(ctx context.Context, r store.Replica, states map[st
 			ws = d.Workspace
 		}
 		env, _ := c.secretEnv(ctx, ws, spec) // a secret deleted since start: adopt anyway, restarts get what resolves
-		inst, err = cl.Provider.Adopt(ctx, provider.Replica{ID: r.ID, Deployment: r.Deployment, Revision: r.Revision, Spec: spec, Env: env}, r.Handle)
+		inst, err = cl.Provider.Adopt(ctx, provider.Replica{ID: r.ID, Deployment: r.Deployment, Revision: r.Revision, Spec: spec, Env: env,
+			Region: r.Region, Zone: r.Zone, InstanceType: r.InstanceType, Spot: r.Spot}, r.Handle)
 		if errors.Is(err, provider.ErrGone) {
 			o.gone, o.why = true, "its process is gone"
 			return o, nil
@@ -651,7 +686,7 @@ func capacityOf(c v1.Capacity) (placement.Free, error) {
 	return placement.Free{CPU: c.CPU, MemoryBytes: mem, GPUs: g}, nil
 }
 
-func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpec, count int, existing map[string]int, states map[string]store.CloudState) (placement.Request, error) {
+func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpec, count int, current []*observed, states map[string]store.CloudState) (placement.Request, error) {
 	res, err := spec.Resources.Normalized()
 	if err != nil {
 		return placement.Request{}, err
@@ -660,10 +695,24 @@ func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpe
 	if err != nil {
 		return placement.Request{}, err
 	}
+	offerings, err := c.catalogOfferings(ctx, states)
+	if err != nil {
+		return placement.Request{}, err
+	}
+	existing := map[string]int{}
+	running := map[string]int{}
+	for _, o := range current {
+		existing[o.rec.Cloud]++
+		running[offeringOf(o.rec)]++
+	}
 	req := placement.Request{
 		Deployment: spec.Name, Runtime: runtimeFor(spec), Resources: res, Placement: spec.Placement,
-		Count: count, Existing: existing,
+		Count: count, Existing: existing, Offerings: offerings,
 	}
+	for id, n := range running {
+		req.Current = append(req.Current, placement.Running{OfferingID: id, Count: n})
+	}
+	slices.SortFunc(req.Current, func(a, b placement.Running) int { return strings.Compare(a.OfferingID, b.OfferingID) })
 	for _, cl := range c.clouds.List() {
 		st := states[cl.Config.Name]
 		req.Clouds = append(req.Clouds, placement.Cloud{
@@ -674,17 +723,42 @@ func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpe
 	return req, nil
 }
 
-// Plan is a dry run of placement for a spec, as if it were new.
-func (c *Controller) Plan(ctx context.Context, spec v1.DeploymentSpec) (placement.Decision, error) {
+// Plan is a dry run of the optimizer for spec over every cloud's offerings
+// now: where its desired replicas would run, at what cost, and why every
+// other candidate was not chosen. The replicas of the deployment of that
+// name that run now count as current when withCurrent (moving them costs
+// churn). Nothing is
+// stored or started.
+func (c *Controller) Plan(ctx context.Context, spec v1.DeploymentSpec, withCurrent bool) (placement.DeploymentPlan, error) {
 	states, err := c.cloudStates(ctx)
 	if err != nil {
-		return placement.Decision{}, err
+		return placement.DeploymentPlan{}, err
 	}
-	req, err := c.placementRequest(ctx, spec, desiredReplicas(spec), map[string]int{}, states)
+	var current []*observed
+	if recs, err := c.st.ListReplicas(ctx, spec.Name); err == nil && withCurrent {
+		for _, r := range recs {
+			if !r.Draining && r.State != v1.ReplicaFailed {
+				current = append(current, &observed{rec: r})
+			}
+		}
+	}
+	req, err := c.placementRequest(ctx, spec, planReplicas(spec), current, states)
 	if err != nil {
-		return placement.Decision{}, err
+		return placement.DeploymentPlan{}, err
 	}
-	return c.placer.Place(req), nil
+	offerings, why := placement.CloudOfferings(req)
+	offerings = append(offerings, req.Offerings...)
+	d := placement.Demand{
+		Deployment: spec.Name, Replicas: planReplicas(spec), Runtime: req.Runtime,
+		Resources: req.Resources, Placement: spec.Placement, Current: req.Current,
+	}
+	plan := placement.PlanOne(d, offerings, placement.RTTTable(spec.Placement.Traffic, offerings, c.opts.RTTms), c.opts.Weights)
+	for i, r := range plan.Rejected {
+		if extra := why[r.Candidate]; extra != "" {
+			plan.Rejected[i].Reason = extra
+		}
+	}
+	return plan, nil
 }
 
 func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []*observed, n int, states map[string]store.CloudState) (placement.Decision, error) {
@@ -701,11 +775,7 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 		return placement.Decision{Unplaced: n, Reason: err.Error(), Blocked: true}, nil
 	}
 	c.clearOnce(d.Name, "Secrets")
-	existing := map[string]int{}
-	for _, o := range current {
-		existing[o.rec.Cloud]++
-	}
-	req, err := c.placementRequest(ctx, d.Spec, n, existing, states)
+	req, err := c.placementRequest(ctx, d.Spec, n, current, states)
 	if err != nil {
 		return placement.Decision{}, err
 	}
@@ -723,7 +793,20 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 	}
 	failed := false
 	for _, ch := range dec.Placed {
-		if err := c.startReplica(ctx, d, ch, env); err != nil {
+		err := c.startReplica(ctx, d, ch, env)
+		switch {
+		case errors.Is(err, provider.ErrCapacity):
+			// Fail over now: the offering is blocked for a while and the
+			// next pass places the replica on the next-best one.
+			until := time.Now().Add(c.opts.CapacityBlock)
+			id := ch.OfferingID
+			if id == "" {
+				id = ch.Cloud
+			}
+			c.blocks.block(id, err.Error(), until)
+			c.event(ctx, d.Name, "Warning", "CapacityBlocked", fmt.Sprintf("%s has no capacity (%v); avoided until %s, re-planning", id, err, until.UTC().Format(time.RFC3339)))
+			c.Enqueue(d.Name)
+		case err != nil:
 			failed = true
 		}
 	}
@@ -749,6 +832,10 @@ func (c *Controller) startReplica(ctx context.Context, d store.Deployment, ch pl
 	rec := store.Replica{
 		ID: newReplicaID(d.Name), Deployment: d.Name, Revision: d.Revision, Cloud: ch.Cloud,
 		State: v1.ReplicaPending, HourlyCost: ch.HourlyCost, CreatedAt: time.Now(),
+		Zone: ch.Zone, InstanceType: ch.InstanceType, Spot: ch.Spot,
+	}
+	if ch.InstanceType != "" {
+		rec.Region = ch.Region
 	}
 	if err := c.st.PutReplica(ctx, rec); err != nil {
 		return err
@@ -759,6 +846,7 @@ func (c *Controller) startReplica(ctx context.Context, d store.Deployment, ch pl
 	c.event(ctx, d.Name, "Normal", "Placed", fmt.Sprintf("replica %s (revision %d) on %s/%s: %s", rec.ID, d.Revision, ch.Cloud, ch.Region, ch.Reason))
 	inst, err := cl.Provider.Start(ctx, provider.Replica{
 		ID: rec.ID, Deployment: d.Name, Revision: d.Revision, Spec: d.Spec, Env: env,
+		Region: ch.Region, Zone: ch.Zone, InstanceType: ch.InstanceType, Spot: ch.Spot,
 	})
 	if err != nil {
 		rec.State, rec.Message = v1.ReplicaFailed, err.Error()
@@ -785,7 +873,7 @@ func (c *Controller) scaleDown(ctx context.Context, d store.Deployment, current 
 	}
 	for _, id := range placement.Victims(members, n, d.Spec.Placement.Spread.MinClouds) {
 		o := byID[id]
-		c.drain(ctx, o, fmt.Sprintf("scaling down to %d: removing replica %s on %s ($%.4f/h, ready=%v)", desiredReplicas(d.Spec), id, o.rec.Cloud, o.rec.HourlyCost, o.ready))
+		c.drain(ctx, o, fmt.Sprintf("scaling down to %d: removing replica %s on %s ($%.4f/h, ready=%v)", len(current)-n, id, o.rec.Cloud, o.rec.HourlyCost, o.ready))
 	}
 }
 
@@ -813,6 +901,7 @@ func (c *Controller) reconcileDeletion(ctx context.Context, d store.Deployment, 
 		return nil
 	}
 	c.router.RemoveDeployment(d.Name)
+	c.forgetScaler(d.Name)
 	c.forget(d.Name)
 	c.log.Info("deployment removed", "deployment", d.Name)
 	return c.st.RemoveDeployment(ctx, d.Name)

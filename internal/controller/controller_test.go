@@ -511,24 +511,33 @@ func TestCreatePlacesRecordsAndReports(t *testing.T) {
 			t.Errorf("record %+v", r)
 		}
 	}
-	// Placed events, in placement order, each naming its replica and why.
+	// Placed events, each naming its replica, its cloud and price, and the
+	// plan it is part of.
 	placed := e.events("web", "Placed")
 	if len(placed) != 3 {
 		t.Fatalf("%d Placed events, want 3: %+v", len(placed), placed)
 	}
-	wants := []struct{ cloud, reason string }{
-		{cloudB, "cheapest feasible cloud not yet used (spread.minClouds=2) at $0.0160/h"},
-		{cloudA, "cheapest feasible cloud not yet used (spread.minClouds=2) at $0.0213/h"},
-		{cloudB, ": cheapest feasible cloud at $0.0160/h"},
-	}
-	for i, w := range wants {
-		m := placed[i].Message
-		if !strings.Contains(m, "on "+w.cloud+"/") || !strings.Contains(m, w.reason) || !strings.Contains(m, "(revision 1)") {
-			t.Errorf("Placed event %d = %q, want %s and %q", i, m, w.cloud, w.reason)
+	wantPrice := map[string]string{cloudB: "$0.0160/h", cloudA: "$0.0213/h"}
+	seen := map[string]int{}
+	for i, p := range placed {
+		m := p.Message
+		cloud := ""
+		for c := range wantPrice {
+			if strings.Contains(m, "on "+c+"/") {
+				cloud = c
+			}
+		}
+		seen[cloud]++
+		if cloud == "" || !strings.Contains(m, cloud+" at "+wantPrice[cloud]) || !strings.Contains(m, "(revision 1)") ||
+			!strings.Contains(m, "least-cost plan meeting every constraint (spread.minClouds=2) (3 replica(s), $0.0533/h in all)") {
+			t.Errorf("Placed event %d = %q", i, m)
 		}
 		if mentions(placed[i:i+1], "replica web-") != 1 {
 			t.Errorf("Placed event %d does not name its replica: %q", i, m)
 		}
+	}
+	if seen[cloudB] != 2 || seen[cloudA] != 1 {
+		t.Errorf("Placed events per cloud %v, want 2 on %s and 1 on %s", seen, cloudB, cloudA)
 	}
 	if b, a, c := e.sims[cloudB].Starts(), e.sims[cloudA].Starts(), e.sims[cloudC].Starts(); b != 2 || a != 1 || c != 0 {
 		t.Errorf("starts b=%d a=%d c=%d, want 2, 1, 0", b, a, c)

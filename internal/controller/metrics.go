@@ -11,6 +11,7 @@ type metrics struct {
 	errors   prometheus.Counter
 	events   *prometheus.CounterVec
 	replicas *prometheus.GaugeVec
+	scaled   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "aloft_replicas", Help: "Replicas by cloud and state.",
 		}, []string{"cloud", "state"}),
+		scaled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aloft_autoscaler_decisions_total", Help: "Autoscaler changes of a deployment's replica count, by direction.",
+		}, []string{"direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.errors, m.events, m.replicas)
+		reg.MustRegister(m.duration, m.errors, m.events, m.replicas, m.scaled)
 	}
 	return m
 }

@@ -24,13 +24,13 @@ func (c *Controller) writeStatus(ctx context.Context, d store.Deployment, live [
 		if r.Draining {
 			state = v1.ReplicaDraining
 		}
-		region := ""
-		if o.cloud != nil {
+		region := r.Region
+		if region == "" && o.cloud != nil {
 			region = o.cloud.Config.Region
 		}
 		st.Replicas = append(st.Replicas, v1.ReplicaStatus{
-			ID: r.ID, Revision: r.Revision, Cloud: r.Cloud, Region: region, State: state, Endpoint: r.Endpoint,
-			StartedAt: r.StartedAt, Restarts: r.Restarts, HourlyCost: r.HourlyCost, Message: r.Message,
+			ID: r.ID, Revision: r.Revision, Cloud: r.Cloud, Region: region, Zone: r.Zone, InstanceType: r.InstanceType, Spot: r.Spot,
+			State: state, Endpoint: r.Endpoint, StartedAt: r.StartedAt, Restarts: r.Restarts, HourlyCost: r.HourlyCost, Message: r.Message,
 		})
 		if r.Draining {
 			continue

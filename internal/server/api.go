@@ -122,6 +122,7 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/audit", Handler: (*API).listAudit, Role: auth.Admin, Scope: ScopeRequest},
 	{Method: "GET", Path: "/api/v1/audit/verify", Handler: (*API).verifyAudit, Role: auth.Admin},
 	{Method: "GET", Path: "/api/v1/clouds", Handler: (*API).listClouds, Role: auth.Viewer},
+	{Method: "POST", Path: "/api/v1/plan", Handler: (*API).plan, Role: auth.Viewer, Scope: ScopeRequest},
 	{Method: "POST", Path: "/api/v1/clouds/{name}/{action}", Handler: (*API).cloudAction, Role: auth.Admin, Action: "cloud.action"},
 	{Method: "GET", Path: "/api/v1/images", Handler: (*API).listImages, Role: auth.Viewer},
 	{Method: "POST", Path: "/api/v1/images", Handler: (*API).importImage, Role: auth.Developer, Action: "image.import", RawBody: true},

@@ -59,6 +59,7 @@ var rules = map[string]rule{
 	"GET /api/v1/audit":                                      {auth.Admin, true},
 	"GET /api/v1/audit/verify":                               {auth.Admin, false},
 	"GET /api/v1/clouds":                                     {auth.Viewer, false},
+	"POST /api/v1/plan":                                      {auth.Viewer, true},
 	"POST /api/v1/clouds/{name}/{action}":                    {auth.Admin, false},
 	"GET /api/v1/images":                                     {auth.Viewer, false},
 	"POST /api/v1/images":                                    {auth.Developer, false},
@@ -170,6 +171,8 @@ func (e *rbacEnv) requestFor(rt Route, ws string) *http.Request {
 	switch rt.Method + " " + rt.Path {
 	case "POST /api/v1/deployments":
 		body = "name: new-" + ws + "\ncommand: [x]\nreplicas: 0\n"
+	case "POST /api/v1/plan":
+		body = "name: plan-" + ws + "\ncommand: [x]\nreplicas: 1\n"
 	case "PUT /api/v1/deployments/{name}":
 		body = "name: dep-" + ws + "\ncommand: [x]\nreplicas: 0\n"
 	case "POST /api/v1/deployments/{name}/scale":

@@ -205,7 +205,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer clouds.Close()
 
-	gw := gateway.New(gateway.Options{Domain: cfg.Domain, Registerer: reg, Logger: log.With("component", "gateway")})
+	// A request for a deployment scaled to zero asks the controller for a
+	// replica at once (the gateway holds it meanwhile); requests only arrive
+	// once ctl is set.
+	onDemand := func(name string) {
+		if ctl != nil {
+			ctl.Demand(name)
+		}
+	}
+	gw := gateway.New(gateway.Options{Domain: cfg.Domain, Registerer: reg, Logger: log.With("component", "gateway"), OnDemand: onDemand})
 	ctl = controller.New(controller.Options{
 		Store: st, Clouds: clouds, Router: gw, Logger: log.With("component", "controller"),
 		Registerer: reg, Resync: cfg.Resync, ResolveSecret: secretResolver(st, keys),

@@ -12,7 +12,7 @@ import (
 )
 
 // A minimal reader of SkyPilot-format catalog CSVs (see
-// ../shared/catalog/SOURCE.md). Columns are found by header name because
+// internal/catalog/testdata/SOURCE.md). Columns are found by header name because
 // their order differs per cloud and schema version.
 
 // catalogClouds are the files read from the catalog directory, one per cloud.

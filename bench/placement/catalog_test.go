@@ -2,7 +2,6 @@ package main
 
 import (
 	"math"
-	"os"
 	"strings"
 	"testing"
 )
@@ -102,12 +101,9 @@ func TestGCPAttached(t *testing.T) {
 	}
 }
 
-// The real catalogs, when present (../shared from the repository root).
+// The real catalogs (copied with their attribution into internal/catalog/testdata).
 func TestLoadPoolRealCatalogs(t *testing.T) {
-	dir := "../../../shared/catalog"
-	if _, err := os.Stat(dir); err != nil {
-		t.Skip("no ../shared/catalog")
-	}
+	dir := "../../internal/catalog/testdata"
 	pool, err := loadPool(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the instance family")
 	timeout := flag.Duration("timeout", 60*time.Second, "solver time limit per MILP solve")
 	output := flag.String("o", "table", "table or json")
-	catalogDir := flag.String("catalog", "../shared/catalog", "directory with the SkyPilot catalogs aws.csv, azure.csv, gcp.csv, lambda.csv, runpod.csv")
+	catalogDir := flag.String("catalog", "internal/catalog/testdata", "directory with the SkyPilot catalogs aws.csv, azure.csv, gcp.csv, lambda.csv, runpod.csv")
 	deployments := flag.String("deployments", "10-200", "deployments per instance, MIN-MAX")
 	offerings := flag.String("offerings", "50-2000", "offerings per instance, MIN-MAX")
 	solverName := flag.String("solver", "", "cbc or glpsol (default: cbc if installed, else glpsol)")

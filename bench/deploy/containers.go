@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
@@ -31,13 +30,9 @@ func containerBench(runs int, output string) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bin")
-	for _, b := range [][2]string{{"aloft", "./cmd/aloft"}, {"aloft-completions", "./examples/completions"}, {"mkimage", "./examples/mkimage"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1])
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // the image needs a static binary; the process runs the same one
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s (run from the repository root): %w", b[1], err)
-		}
+	// The image needs a static binary; the process runs the same one.
+	if err := buildAll(bin, []string{"CGO_ENABLED=0"}, [2]string{"aloft", "./cmd/aloft"}, [2]string{"aloft-completions", "./examples/completions"}, [2]string{"mkimage", "./examples/mkimage"}); err != nil {
+		return err
 	}
 	// One image per run, each with its own digest (a different env value),
 	// so that every run's first start unpacks a root filesystem (cold).
@@ -53,26 +48,12 @@ func containerBench(runs int, output string) error {
 		archives = append(archives, out)
 	}
 
-	data := filepath.Join(tmp, "data")
-	api, gw := freeAddr(), freeAddr()
-	srv := exec.Command(filepath.Join(bin, "aloft"), "server", "--data", data, "--listen", api, "--gateway-listen", gw, "--log-level", "warn",
-		"--secrets-key-file", filepath.Join(tmp, "secrets.key"))
-	srv.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() }()
-	c := client.New(api)
-	ctx := context.Background()
-	if err := waitUntil(20*time.Second, func() bool { return c.Ready(ctx) == nil }); err != nil {
-		return fmt.Errorf("server not ready: %w", err)
-	}
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	srv, err := startServer(tmp, bin)
 	if err != nil {
 		return err
 	}
-	c.Token = strings.TrimSpace(string(tok))
+	defer srv.stop()
+	c, ctx := srv.c, context.Background()
 	for _, a := range archives {
 		f, err := os.Open(a)
 		if err != nil {

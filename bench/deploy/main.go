@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -87,12 +86,8 @@ func run(runs int, output string) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bin")
-	for _, b := range [][2]string{{"aloft", "./cmd/aloft"}, {"aloft-completions", "./examples/completions"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1])
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s (run from the repository root): %w", b[1], err)
-		}
+	if err := buildAll(bin, nil, [2]string{"aloft", "./cmd/aloft"}, [2]string{"aloft-completions", "./examples/completions"}); err != nil {
+		return err
 	}
 	spec, err := os.ReadFile("examples/completions/aloft.yaml")
 	if err != nil {
@@ -113,25 +108,12 @@ func run(runs int, output string) error {
 		direct = append(direct, d)
 	}
 
-	api, gw := freeAddr(), freeAddr()
-	srv := exec.Command(filepath.Join(bin, "aloft"), "server", "--data", filepath.Join(tmp, "data"), "--listen", api, "--gateway-listen", gw, "--log-level", "warn",
-		"--secrets-key-file", filepath.Join(tmp, "secrets.key"))
-	srv.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() }()
-	c := client.New(api)
-	ctx := context.Background()
-	if err := waitUntil(20*time.Second, func() bool { return c.Ready(ctx) == nil }); err != nil {
-		return fmt.Errorf("server not ready: %w", err)
-	}
-	tok, err := os.ReadFile(filepath.Join(tmp, "data", "admin.token"))
+	srv, err := startServer(tmp, bin)
 	if err != nil {
 		return err
 	}
-	c.Token = strings.TrimSpace(string(tok))
+	defer srv.stop()
+	c, ctx := srv.c, context.Background()
 	var viaAloft []time.Duration
 	for range runs {
 		start := time.Now()

@@ -6,16 +6,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
-	"github.com/aloft-dev/aloft/internal/client"
 )
 
 // zeroBench measures scale from zero for real: a deployment of the example
@@ -32,33 +29,15 @@ func zeroBench(runs int) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bin")
-	for _, b := range [][2]string{{"aloft", "./cmd/aloft"}, {"aloft-completions", "./examples/completions"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1])
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s (run from the repository root): %w", b[1], err)
-		}
-	}
-	data := filepath.Join(tmp, "data")
-	api, gw := freeAddr(), freeAddr()
-	srv := exec.Command(filepath.Join(bin, "aloft"), "server", "--data", data, "--listen", api, "--gateway-listen", gw, "--log-level", "warn",
-		"--secrets-key-file", filepath.Join(tmp, "secrets.key"))
-	srv.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
+	if err := buildAll(bin, nil, [2]string{"aloft", "./cmd/aloft"}, [2]string{"aloft-completions", "./examples/completions"}); err != nil {
 		return err
 	}
-	defer func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() }()
-	c := client.New(api)
-	ctx := context.Background()
-	if err := waitUntil(20*time.Second, func() bool { return c.Ready(ctx) == nil }); err != nil {
-		return fmt.Errorf("server not ready: %w", err)
-	}
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	srv, err := startServer(tmp, bin)
 	if err != nil {
 		return err
 	}
-	c.Token = strings.TrimSpace(string(tok))
+	defer srv.stop()
+	c, gw, ctx := srv.c, srv.gw, context.Background()
 
 	const n = 50
 	var added, starts []time.Duration

@@ -24,15 +24,17 @@ func PlanOne(d Demand, offerings []Offering, rtt map[[2]string]float64, w Weight
 	return p.Deployments[0]
 }
 
-// localBudget bounds the improvement moves (in nodes settled by the flow's
-// shortest-path searches, a deterministic measure): instances the size of a
-// cluster's fleet stay within it many times over; a fleet of thousands of
-// deployments competing for scarce offerings stops improving there.
-const localBudget = 600_000
+// The improvement moves stop after this much work (nodes settled by the
+// flow's shortest-path searches, a deterministic measure): smallBudget when
+// the relaxed joint flow was small (at most secondFlowWork; instances of up
+// to a few hundred deployments rarely need a tenth of it), largeBudget for
+// fleets of thousands of deployments competing for scarce offerings, which
+// stop improving there to stay within a second.
+const smallBudget, largeBudget = 2_000_000, 600_000
 
-// jointRestartWork: when the relaxed joint flow took at most this much work,
+// secondFlowWork: when the relaxed joint flow took at most this much work,
 // the search starts from a second joint flow that carries the multipliers.
-const jointRestartWork = 400_000
+const secondFlowWork = 400_000
 
 func (s *solver) fullCap(o int32) int64 {
 	if !s.finite[o] {
@@ -43,17 +45,23 @@ func (s *solver) fullCap(o int32) int64 {
 
 func (s *solver) solve() []dsol {
 	sol := make([]dsol, len(s.dems))
+	// A demand none of whose useful offerings has a finite capacity competes
+	// with no one and is placed alone (in parallel: each writes its own).
+	alone := make([]bool, len(s.dems))
+	workers := s.workers()
+	parallel(len(s.dems), func(w, i int) {
+		d := s.dems[i]
+		if d.active() && len(workers[w].statics(d).fin) == 0 {
+			alone[i] = true
+			sol[i], _ = workers[w].bestFor(d, s.fullCap)
+		}
+	})
 	var act []*dem
 	for _, d := range s.dems {
 		switch {
 		case d.infeasible != "":
 			sol[d.i] = dsol{unplaced: d.R}
-		case !d.active():
-		case len(s.statics(d).fin) == 0:
-			// Nothing it could use has finite capacity: it competes with no
-			// one and is placed alone.
-			sol[d.i], _ = s.bestFor(d, s.fullCap)
-		default:
+		case d.active() && !alone[d.i]:
 			act = append(act, d)
 		}
 	}
@@ -77,42 +85,65 @@ func (s *solver) solve() []dsol {
 	if len(viol) == 0 {
 		return sol
 	}
-	isSpecial := make([]bool, len(s.dems))
-	multipliers := func(ds []*dem) {
-		for _, d := range ds {
-			isSpecial[d.i] = true
-			// Multipliers for the rules the flow cannot express, each found
-			// with the deployment alone.
-			if d.budget > 0 {
-				_, t := s.bestFor(d, s.fullCap)
-				d.beta = min(t/(1-t+1e-12), 100)
-			}
-			if d.bb > 0 && (d.mm >= 2 || d.M < d.R) {
-				d.lam = s.isolationLambda(d, s.items(d, s.fullCap))
-			}
-		}
-	}
-	multipliers(viol)
+	c := &coupled{s: s, act: act, isSpecial: make([]bool, len(s.dems))}
+	c.multipliers(viol)
 	special := slices.Clone(viol)
-	var l *local
-	if net.g.work <= jointRestartWork {
-		// Small enough: start again from the joint flow with the
-		// multipliers, which places the special ones with the others in
-		// mind.
-		res := s.global(act, s.fullCap, true)
-		for i, d := range act {
-			sol[d.i] = res[i]
-		}
-		var regular []*dem
-		for _, d := range act {
-			if !isSpecial[d.i] {
-				regular = append(regular, d)
-			}
-		}
-		l = s.newLocal(sol, special, regular)
-	} else {
-		l = s.fromNet(net, sol, special, violPos)
+	if net.g.work > secondFlowWork {
+		c.budget = largeBudget
+		return c.search(s.fromNet(net, sol, special, violPos), sol)
 	}
+	c.budget = smallBudget
+	// Small enough for a second joint flow: start from the one that carries
+	// the multipliers, which places the special ones with the others in mind.
+	return c.fromJointFlow(sol)
+}
+
+// coupled is the part of the problem that shares finite capacity.
+type coupled struct {
+	s         *solver
+	act       []*dem
+	isSpecial []bool
+	budget    int64 // work for the improvement moves
+}
+
+// multipliers makes ds special and finds the multipliers for the rules the
+// flow cannot express, each with the deployment alone.
+func (c *coupled) multipliers(ds []*dem) {
+	s := c.s
+	for _, d := range ds {
+		c.isSpecial[d.i] = true
+		if d.budget > 0 {
+			_, t := s.bestFor(d, s.fullCap)
+			d.beta = min(t/(1-t+1e-12), 100)
+		}
+		if d.bb > 0 && (d.mm >= 2 || d.M < d.R) {
+			d.lam = s.isolationLambda(d, s.items(d, s.fullCap))
+		}
+	}
+}
+
+// fromJointFlow places everything by the joint flow with the multipliers, then
+// searches from there.
+func (c *coupled) fromJointFlow(sol []dsol) []dsol {
+	s := c.s
+	res := s.global(c.act, s.fullCap, true)
+	var special, regular []*dem
+	for i, d := range c.act {
+		sol[d.i] = res[i]
+		if c.isSpecial[d.i] {
+			special = append(special, d)
+		} else {
+			regular = append(regular, d)
+		}
+	}
+	return c.search(s.newLocal(sol, special, regular), sol)
+}
+
+// search runs the local search from l's state (sol) until no move helps or
+// the work budget is spent, making special every deployment of the flow
+// whose relaxed rule breaks, and returns sol.
+func (c *coupled) search(l *local, sol []dsol) []dsol {
+	s := c.s
 	work0 := l.net.g.work
 	for {
 		for _, d := range l.special {
@@ -123,7 +154,7 @@ func (s *solver) solve() []dsol {
 		for range 20 {
 			improved := false
 			for _, d := range l.special {
-				if l.net.g.work-work0 > localBudget {
+				if l.net.g.work-work0 > c.budget {
 					break
 				}
 				replace := func(d *dem) bool { return l.replace(d, false) }
@@ -137,23 +168,23 @@ func (s *solver) solve() []dsol {
 					improved = true
 				}
 			}
-			if !improved || l.net.g.work-work0 > localBudget {
+			if !improved || l.net.g.work-work0 > c.budget {
 				break
 			}
 		}
 		// Deployments left in the flow whose relaxed rule broke become
 		// special too, and the search goes on.
 		l.net.extractInto(sol)
-		viol = viol[:0]
-		for _, d := range act {
-			if !isSpecial[d.i] && d.special && s.violates(d, sol[d.i]) {
+		var viol []*dem
+		for _, d := range c.act {
+			if !c.isSpecial[d.i] && d.special && s.violates(d, sol[d.i]) {
 				viol = append(viol, d)
 			}
 		}
 		if len(viol) == 0 {
 			return sol
 		}
-		multipliers(viol)
+		c.multipliers(viol)
 		l.promote(viol)
 	}
 }

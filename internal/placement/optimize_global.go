@@ -503,7 +503,7 @@ func (n *gnet) extractOne(gi int) dsol {
 }
 
 func (n *gnet) inScope(h *ghub, o int32) bool {
-	if !h.d.cls.member[o] || (h.cloud >= 0 && n.s.cloudOf[o] != h.cloud) {
+	if !h.d.cls.has(o) || (h.cloud >= 0 && n.s.cloudOf[o] != h.cloud) {
 		return false
 	}
 	if n.s.offs[o].Spot {

@@ -240,21 +240,24 @@ func (l *local) take(d *dem) bool {
 func (l *local) placeTaking(d *dem, fromSpecial bool) dsol {
 	l.apply(d, dsol{unplaced: d.R})
 	l.net.optimize()
-	return l.candidate(d, -1, fromSpecial)
+	return l.candidate(d, -1, 0, fromSpecial, true)
 }
 
 // candidate is d's best placement with the others as they are, where it may
 // take what the flow's deployments hold at the displacement price (and, with
-// fromSpecial, what special ones hold at the holder's price); less, if >= 0,
-// is an offering d must use one slot less of than it is free to.
+// fromSpecial, what special ones hold at the holders' prices); less, if >=
+// 0, is an offering d must use by slots less than it is free to.
 //
 // Displacement prices cost a shortest path each, so they are computed only
-// for the held offerings that survive pruning when taking is free.
-func (l *local) candidate(d *dem, less int32, fromSpecial bool) dsol {
+// for the held offerings that survive pruning when taking is free. Slots of
+// special deployments are priced unit by unit (what the holders lose for
+// each further slot given up), since that can grow fast (a budget).
+func (l *local) candidate(d *dem, less int32, by int64, fromSpecial, curves bool) dsol {
 	s := l.s
 	mine := l.sol[d.i]
 	regPrice := map[int32]float64{}
-	specPrice := map[int32]float64{}
+	regCurve := map[int32][]float64{}
+	specPrice := map[int32][]float64{}
 	st := s.statics(d)
 	build := func(optimistic bool) []oitem {
 		var its []oitem
@@ -265,7 +268,7 @@ func (l *local) candidate(d *dem, less int32, fromSpecial bool) dsol {
 		for _, o := range st.fin {
 			f := l.free(d, o)
 			if o == less {
-				f = max(0, f-1)
+				f = max(0, f-by)
 			}
 			if f > 0 {
 				its = append(its, s.item(d, o, false, f))
@@ -275,7 +278,24 @@ func (l *local) candidate(d *dem, less int32, fromSpecial bool) dsol {
 			}
 			if rf := l.net.regFlow(o); rf > 0 {
 				p, ok := regPrice[o]
-				if optimistic || ok {
+				curve := regCurve[o]
+				switch {
+				case len(curve) > 0 && !optimistic:
+					// One item per priced slot; the rest at the last price.
+					for j := 0; j < len(curve) && rf > 0; j++ {
+						it := s.item(d, o, false, 1)
+						it.cost += curve[j]
+						it.src = 1
+						its = append(its, it)
+						rf--
+					}
+					if rf > 0 {
+						it := s.item(d, o, false, rf)
+						it.cost += curve[len(curve)-1]
+						it.src = 1
+						its = append(its, it)
+					}
+				case optimistic || ok:
 					it := s.item(d, o, false, rf)
 					it.cost += p
 					it.src = 1
@@ -283,12 +303,27 @@ func (l *local) candidate(d *dem, less int32, fromSpecial bool) dsol {
 				}
 			}
 			if sh := l.specUse[o] - own(d, mine, o); fromSpecial && sh > 0 {
-				it := s.item(d, o, false, sh)
-				if !optimistic {
-					it.cost += specPrice[o]
+				curve := specPrice[o]
+				if optimistic || len(curve) == 0 {
+					it := s.item(d, o, false, sh)
+					it.src = 2
+					its = append(its, it)
+					continue
 				}
-				it.src = 2
-				its = append(its, it)
+				// One item per priced slot; the rest at the last price.
+				for j := 0; j < len(curve) && sh > 0; j++ {
+					it := s.item(d, o, false, 1)
+					it.cost += curve[j]
+					it.src = 2
+					its = append(its, it)
+					sh--
+				}
+				if sh > 0 {
+					it := s.item(d, o, false, sh)
+					it.cost += curve[len(curve)-1]
+					it.src = 2
+					its = append(its, it)
+				}
 			}
 		}
 		return s.prune(d, its)
@@ -300,20 +335,29 @@ func (l *local) candidate(d *dem, less int32, fromSpecial bool) dsol {
 			}
 		}
 	}
+	// Taking what others hold costs their displacement, which may be an
+	// unplaced replica of theirs: d may leave one of its own unplaced instead.
 	items := build(false)
-	fl, _ := s.bestForItems(d, items)
+	fl := s.bestForItemsTrade(d, items)
+	// Taking more than one slot from others can cost more per slot: price
+	// the slots taken unit by unit and solve again.
 	var taken []int32
 	for i := range items {
-		if items[i].src == 2 && fl[i] > 0 {
+		if items[i].src != 0 && fl[i] > 0 && !slices.Contains(taken, items[i].off) {
 			taken = append(taken, items[i].off)
 		}
 	}
-	if len(taken) > 0 {
+	if len(taken) > 0 && curves {
 		for _, o := range taken {
-			specPrice[o] = l.holdPrice(d, o)
+			if l.specUse[o]-own(d, mine, o) > 0 && fromSpecial {
+				specPrice[o] = l.holdCurve(d, o)
+			}
+			if l.net.regFlow(o) > 0 {
+				regCurve[o] = l.flowCurve(o)
+			}
 		}
 		items = build(false)
-		fl, _ = s.bestForItems(d, items)
+		fl = s.bestForItemsTrade(d, items)
 	}
 	return s.toSol(d, items, fl, int(sumFlows(fl)))
 }
@@ -467,7 +511,7 @@ func (l *local) shed(d *dem) bool {
 			continue
 		}
 		for _, a := range cur.x {
-			if d2.cls.member[a.off] {
+			if d2.cls.has(a.off) {
 				want = append(want, d2)
 				break
 			}
@@ -516,22 +560,62 @@ func (l *local) over(d *dem) bool {
 	return false
 }
 
-// holdPrice is the least cost (USD/h) of a special deployment other than d
-// giving up one slot of o.
-func (l *local) holdPrice(d *dem, o int32) float64 {
-	best := 1e300
+// holdCurve prices the slots of o that special deployments other than d
+// hold: the j-th entry is what giving up one more slot costs the holders
+// (each re-placed with j fewer slots, marginal costs merged cheapest first),
+// for up to holdSlots slots.
+func (l *local) holdCurve(d *dem, o int32) []float64 {
+	var marg []float64
 	for _, d2 := range l.special {
-		if d2 == d || own(d2, l.sol[d2.i], o) == 0 {
+		mine := own(d2, l.sol[d2.i], o)
+		if d2 == d || mine == 0 {
 			continue
 		}
-		x := l.candidate(d2, o, false)
-		delta := float64(l.s.scost(d2, x)-l.s.scost(d2, l.sol[d2.i])) / costScale
-		best = min(best, delta)
+		base := l.s.scost(d2, l.sol[d2.i])
+		prev := 0.0
+		for j := int64(1); j <= min(mine, holdSlots); j++ {
+			x := l.candidate(d2, o, j, false, false)
+			delta := max(float64(l.s.scost(d2, x)-base)/costScale, prev)
+			marg = append(marg, delta-prev)
+			prev = delta
+		}
 	}
-	if best == 1e300 {
-		return 0
+	slices.Sort(marg)
+	return marg
+}
+
+// holdSlots bounds how many slots of one offering holdCurve and flowCurve
+// price one by one.
+const holdSlots = 8
+
+// flowCurve prices the slots of o the flow's deployments hold: the j-th
+// entry is what the flow loses (in USD/h; an unplaced replica counts its
+// penalty) when one more unit of o's capacity goes, beyond what is free.
+// It takes the units away for real and gives them back.
+func (l *local) flowCurve(o int32) []float64 {
+	s := l.s
+	if !s.finite[o] {
+		return nil
 	}
-	return max(best, 0)
+	slack := max(0, l.net.avail(o)-l.net.regFlow(o))
+	k := min(l.net.regFlow(o), holdSlots)
+	l.specUse[o] += slack
+	l.net.setAvail(o)
+	l.net.optimize()
+	prev := l.net.g.total
+	var out []float64
+	for range k {
+		l.specUse[o]++
+		l.net.setAvail(o)
+		l.net.optimize()
+		t := l.net.g.total
+		out = append(out, max(0, float64(t-prev)/costScale))
+		prev = t
+	}
+	l.specUse[o] -= slack + k
+	l.net.setAvail(o)
+	l.net.optimize()
+	return out
 }
 
 // violates reports whether a deployment placed by the flow breaks a rule the

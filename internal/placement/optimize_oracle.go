@@ -607,7 +607,7 @@ func (s *solver) stageA(d *dem) string {
 		return ""
 	}
 	c := d.cls
-	if len(c.feas) == 0 {
+	if c.nFeas == 0 {
 		return c.emptyMsg
 	}
 	pl := &d.d.Placement

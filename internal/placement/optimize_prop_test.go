@@ -513,8 +513,8 @@ func randomProblem(rng *rand.Rand, nDem, nOff, maxR int) Problem {
 // always agree; the objective must be optimal on at least 99.5% of the
 // instances and within 2% on every one. (The local search over deployments
 // whose rules are not a flow can miss an optimum that needs a cyclic exchange
-// of slots with others; seen on about 1 in 2,000 such instances, within
-// 1.1%.)
+// of slots with others; seen on about 1 in 4,000 such instances, within
+// 0.4%.)
 func TestOptimizeMatchesBruteForce(t *testing.T) {
 	n := 1000
 	if testing.Short() {

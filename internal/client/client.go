@@ -392,13 +392,21 @@ func (c *Client) ImportImage(ctx context.Context, r io.Reader) ([]v1.ImageInfo, 
 // size is sent up front, so an archive over the server's limit is refused
 // before it is uploaded.
 func (c *Client) ImportImageFile(ctx context.Context, filename string, r io.Reader) ([]v1.ImageInfo, error) {
-	path := "/api/v1/images"
+	var l list[v1.ImageInfo]
+	err := c.upload(ctx, "/api/v1/images", filename, "application/x-tar", r, &l)
+	return l.Items, err
+}
+
+// upload POSTs r to path (with ?filename= when set) and decodes the answer
+// into out. When r is a regular *os.File its size is sent up front and the
+// server may refuse (401, 403, 413) before the body is sent.
+func (c *Client) upload(ctx context.Context, path, filename, contentType string, r io.Reader, out any) error {
 	if filename != "" {
 		path += "?filename=" + url.QueryEscape(filename)
 	}
-	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r), "application/x-tar")
+	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r), contentType)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if f, ok := r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
@@ -407,18 +415,16 @@ func (c *Client) ImportImageFile(ctx context.Context, filename string, r io.Read
 			}
 		}
 	}
-	// Let the server refuse (401, 403, 413) before the body is sent.
 	req.Header.Set("Expect", "100-continue")
 	resp, err := c.send(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	var l list[v1.ImageInfo]
-	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
-		return nil, fmt.Errorf("decode POST %s: %w", path, err)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode POST %s: %w", path, err)
 	}
-	return l.Items, nil
+	return nil
 }
 
 // RemoveImage removes an image by name[:tag], sha256:<hex> digest (every tag
@@ -439,31 +445,8 @@ func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) ([]v1.
 // error messages (which name the file, line and column of a problem).
 func (c *Client) ImportCatalog(ctx context.Context, cloud, filename string, r io.Reader) (v1.CatalogImport, error) {
 	var out v1.CatalogImport
-	path := "/api/v1/catalogs/" + url.PathEscape(cloud)
-	if filename != "" {
-		path += "?filename=" + url.QueryEscape(filename)
-	}
-	req, err := c.newRequest(ctx, "POST", path, io.NopCloser(r), "text/csv")
-	if err != nil {
-		return out, err
-	}
-	if f, ok := r.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			if off, err := f.Seek(0, io.SeekCurrent); err == nil && off <= fi.Size() {
-				req.ContentLength = fi.Size() - off
-			}
-		}
-	}
-	req.Header.Set("Expect", "100-continue")
-	resp, err := c.send(req)
-	if err != nil {
-		return out, err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return out, fmt.Errorf("decode POST %s: %w", path, err)
-	}
-	return out, nil
+	err := c.upload(ctx, "/api/v1/catalogs/"+url.PathEscape(cloud), filename, "text/csv", r, &out)
+	return out, err
 }
 
 // ListCatalogs lists the clouds with an imported price catalog.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/client"
 )
 
 // zeroBench measures scale from zero for real: a deployment of the example
@@ -90,6 +91,13 @@ func zeroBench(runs int) error {
 		}
 		if _, err := c.DeleteDeployment(ctx, name); err != nil {
 			return err
+		}
+		// Wait for the drain, or the replica outlives the bench's server.
+		if err := waitUntil(60*time.Second, func() bool {
+			_, err := c.GetDeployment(ctx, name)
+			return client.IsNotFound(err)
+		}); err != nil {
+			return fmt.Errorf("delete %s: %w", name, err)
 		}
 	}
 	slices.Sort(added)

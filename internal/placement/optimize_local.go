@@ -433,11 +433,20 @@ func (l *local) viaFlow(d *dem) bool {
 		}
 	}
 	if bestTotal < before-moveTol {
-		l.apply(d, best)
-		l.net.optimize()
-		if l.total() < before-moveTol {
-			return true
-		}
+		return l.keepIfBetter(d, best, cur, before)
+	}
+	l.apply(d, cur) // the search left other trial placements applied
+	l.net.optimize()
+	return false
+}
+
+// keepIfBetter applies cand to d and keeps it if the total went down from
+// before; otherwise it puts cur back.
+func (l *local) keepIfBetter(d *dem, cand, cur dsol, before int64) bool {
+	l.apply(d, cand)
+	l.net.optimize()
+	if l.total() < before-moveTol {
+		return true
 	}
 	l.apply(d, cur)
 	l.net.optimize()
@@ -486,15 +495,7 @@ func (l *local) yield(d *dem) bool {
 	if sameSol(cand, cur) {
 		return false
 	}
-	before := l.total()
-	l.apply(d, cand)
-	l.net.optimize()
-	if l.total() < before-moveTol {
-		return true
-	}
-	l.apply(d, cur)
-	l.net.optimize()
-	return false
+	return l.keepIfBetter(d, cand, cur, l.total())
 }
 
 // shed tries placing k fewer replicas of d (k = 1..3) so that others can

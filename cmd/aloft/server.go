@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/aloft-dev/aloft/internal/server"
 	"github.com/spf13/cobra"
@@ -47,6 +48,8 @@ its state in a SQLite database in --data.`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the API and gateway over TLS with this certificate (PEM)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key for --tls-cert (PEM)")
 	f.BoolVar(&cfg.TLSAuto, "tls-auto", false, "serve TLS with a local CA and certificate made in <data>/tls (clients use --ca <data>/tls/ca.crt)")
+	f.DurationVar(&cfg.RebalanceInterval, "rebalance-interval", time.Minute,
+		"how often a steady deployment is checked for a placement cheaper by more than the churn of moving it; 0 disables")
 	cmd.MarkFlagFilename("clouds", "yaml", "yml")
 	cmd.MarkFlagDirname("data")
 	return cmd

@@ -61,6 +61,10 @@ type Options struct {
 	// CapacityBlock is how long an offering whose provider reported no
 	// capacity is avoided (default 5 minutes); placement re-plans at once.
 	CapacityBlock time.Duration
+	// RebalanceInterval is how often a deployment in a steady state is
+	// checked for a placement better than its current one by more than the
+	// churn of moving (default 1m; negative: never).
+	RebalanceInterval time.Duration
 	// ResolveSecret returns a secret's value for replicas' env; an error
 	// wrapping store.ErrNotFound means the secret does not exist. Nil: specs
 	// that reference secrets cannot start.
@@ -120,6 +124,7 @@ type Controller struct {
 	catalogs catalogs
 	blocks   capacityBlocks
 	scaler   scaler
+	rebal    rebalanceState
 	wg       sync.WaitGroup
 	synced   chan struct{}
 }
@@ -156,6 +161,9 @@ func New(opts Options) *Controller {
 	if opts.CapacityBlock <= 0 {
 		opts.CapacityBlock = 5 * time.Minute
 	}
+	if opts.RebalanceInterval == 0 {
+		opts.RebalanceInterval = time.Minute
+	}
 	if opts.Placer == nil {
 		opts.Placer = placement.Optimizer{Weights: opts.Weights, RTTms: opts.RTTms}
 	}
@@ -165,6 +173,7 @@ func New(opts Options) *Controller {
 		queue: make(chan struct{}, 1), dirty: map[string]bool{}, owner: map[string]string{},
 		draining: map[string]bool{}, lastMsg: map[string]string{}, backoff: map[string]backoffState{},
 		specs: map[string]v1.DeploymentSpec{}, synced: make(chan struct{}),
+		rebal: rebalanceState{moving: map[string]move{}, last: map[string]time.Time{}},
 	}
 }
 
@@ -322,11 +331,12 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	}
 
 	var current, obsolete []*observed
+	c.forgetMoves(name, live, false)
 	for _, o := range live {
 		if o.rec.Draining {
 			continue // stopped by stopDrained below (also resumes a drain after a restart)
 		}
-		if o.rec.Revision == d.Revision && o.rec.State != v1.ReplicaFailed && c.allowed(d.Spec, o.cloud, states) == "" {
+		if o.rec.Revision == d.Revision && o.rec.State != v1.ReplicaFailed && c.allowed(d.Spec, o.cloud, states) == "" && c.movingReason(o.rec.ID) == "" {
 			current = append(current, o)
 		} else {
 			obsolete = append(obsolete, o)
@@ -341,6 +351,9 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 		decision, err = c.scaleUp(ctx, d, current, desired-len(current), states)
 		if err != nil {
 			return err
+		}
+		if decision.Unplaced > 0 {
+			c.forgetMoves(name, live, true) // nowhere to move to: they stay
 		}
 	case len(current) > desired:
 		c.scaleDown(ctx, d, current, len(current)-desired)
@@ -372,6 +385,8 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 		}
 	}
 
+	c.rebalance(ctx, d, current, obsolete, desired, states)
+
 	pol, err := c.accessPolicy(ctx, d)
 	if err != nil {
 		return err // without its policy the deployment gets no (new) routes
@@ -388,6 +403,9 @@ func (c *Controller) obsoleteReason(d store.Deployment, o *observed, states map[
 	}
 	if o.rec.State == v1.ReplicaFailed {
 		return "failed to start"
+	}
+	if why := c.movingReason(o.rec.ID); why != "" {
+		return movedReason(why)
 	}
 	return "runs on " + o.rec.Cloud + ", which " + c.allowed(d.Spec, o.cloud, states)
 }
@@ -916,6 +934,12 @@ func (c *Controller) forget(name string) {
 		}
 	}
 	delete(c.backoff, name)
+	delete(c.rebal.last, name)
+	for id, m := range c.rebal.moving {
+		if m.deployment == name {
+			delete(c.rebal.moving, id)
+		}
+	}
 	for id, dep := range c.owner {
 		if dep == name {
 			delete(c.owner, id)

@@ -113,6 +113,8 @@ type envConfig struct {
 	missing  map[string]string // every sim's MissingRuntimes
 	backoff  time.Duration     // StartFailureBackoff; default 1 minute (no retry within a test)
 	resync   time.Duration
+	// rebalance is RebalanceInterval; 0 means never (tests that want it set it).
+	rebalance time.Duration
 	// onStop, if set, runs when a sim is asked to stop a replica, before it
 	// stops (it may block).
 	onStop func(id string)
@@ -178,6 +180,13 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 }
 
 // startServer builds what one server process has: registry, gateway, controller.
+func rebalanceInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 func (e *env) startServer() {
 	e.t.Helper()
 	reg, err := cloud.NewRegistry(e.cfg.clouds, func(c v1.CloudConfig) (provider.Provider, error) {
@@ -190,7 +199,7 @@ func (e *env) startServer() {
 	ctl := controller.New(controller.Options{
 		Store: e.st, Clouds: reg, Router: &recRouter{gw: gw, j: e.j},
 		Resync: e.cfg.resync, DrainTimeout: 2 * time.Second, StopGrace: 10 * time.Millisecond,
-		StartFailureBackoff: e.cfg.backoff,
+		StartFailureBackoff: e.cfg.backoff, RebalanceInterval: rebalanceInterval(e.cfg.rebalance),
 	})
 	e.reg, e.gw, e.ctl = reg, gw, ctl
 	e.cur.Store(ctl)

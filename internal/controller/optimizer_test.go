@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,70 @@ func TestPlanInfeasibleNamesConstraint(t *testing.T) {
 func withGPU(typ string, n int) func(*v1.DeploymentSpec) {
 	return func(s *v1.DeploymentSpec) {
 		s.Resources = v1.Resources{CPU: "2", Memory: "8Gi", GPU: &v1.GPU{Type: typ, Count: n}}
+	}
+}
+
+// When another offering becomes cheaper by more than the churn penalty
+// (default $0.50/h per moved replica), a steady deployment moves there the
+// way a migration does: replacements first, then each old replica is taken
+// out of routing and stopped. A smaller saving moves nothing.
+func TestRebalanceMovesToCheaperOffering(t *testing.T) {
+	e := newEnv(t, envConfig{clouds: catalogClouds(), rebalance: time.Nanosecond})
+	importTestCatalog(t, e)
+	old := e.ready(newSpec("llm", 2, withGPU("a10g", 1)))
+	for _, r := range e.replicas("llm") {
+		if r.Region != "us-east-1" {
+			t.Fatalf("replica %s in %s, want us-east-1 (cheapest at first)", r.ID, r.Region)
+		}
+	}
+	reprice := func(west float64) {
+		t.Helper()
+		offs := []catalog.Offering{
+			{Region: "us-east-1", Zone: "use1-az1", InstanceType: "g5.xlarge", Accelerator: "A10G", AcceleratorCount: 1, VCPUs: 4, MemoryGiB: 16, Price: 1.006},
+			{Region: "us-west-2", Zone: "usw2-az1", InstanceType: "g5.xlarge", Accelerator: "A10G", AcceleratorCount: 1, VCPUs: 4, MemoryGiB: 16, Price: west},
+		}
+		if err := e.st.ReplaceCatalog(e.ctx, "gpucat", offs, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// $0.20/h cheaper per replica: less than the churn penalty, so they stay.
+	reprice(0.806)
+	for range 5 {
+		e.reconcile("llm")
+	}
+	if got := ids(e.replicas("llm")); !slices.Equal(got, old) {
+		t.Fatalf("replicas %v after a small saving, want %v unchanged", got, old)
+	}
+	if evs := e.events("llm", "Rebalancing"); len(evs) != 0 {
+		t.Fatalf("rebalanced for a $0.20/h saving: %v", evs[0].Message)
+	}
+
+	// $0.706/h cheaper: both move.
+	reprice(0.30)
+	e.converge("llm", "moved to us-west-2", func() bool {
+		rs := e.replicas("llm")
+		if len(rs) != 2 || e.dep("llm").Status.Phase != v1.PhaseReady {
+			return false
+		}
+		for _, r := range rs {
+			if r.Region != "us-west-2" || r.State != v1.ReplicaReady {
+				return false
+			}
+		}
+		return true
+	})
+	evs := e.events("llm", "Rebalancing")
+	if len(evs) != 1 || !strings.Contains(evs[0].Message, "us-west-2") || !strings.Contains(evs[0].Message, "saves $1.4120/h") {
+		t.Fatalf("Rebalancing events %+v, want one naming us-west-2 and the $1.412/h saving", evs)
+	}
+	e.assertUnroutedBeforeStop("llm", old...)
+	// Settled: further checks move nothing.
+	now := ids(e.replicas("llm"))
+	for range 5 {
+		e.reconcile("llm")
+	}
+	if got := ids(e.replicas("llm")); !slices.Equal(got, now) {
+		t.Fatalf("replicas changed again: %v, want %v", got, now)
 	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// Resync is the controller's full-reconcile period (default 1s).
 	Resync time.Duration
+	// RebalanceInterval is how often steady deployments are checked for a
+	// cheaper placement (0: never; the CLI's default is 1m).
+	RebalanceInterval time.Duration
 	// OnListening, if set, is called with the bound API and gateway addresses.
 	OnListening func(api, gateway string)
 
@@ -217,6 +220,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl = controller.New(controller.Options{
 		Store: st, Clouds: clouds, Router: gw, Logger: log.With("component", "controller"),
 		Registerer: reg, Resync: cfg.Resync, ResolveSecret: secretResolver(st, keys),
+		RebalanceInterval: rebalanceInterval(cfg.RebalanceInterval),
 	})
 	ready := &atomic.Bool{}
 	var limiter *auth.Limiter
@@ -309,4 +313,13 @@ func secretResolver(st store.Store, keys *atomic.Pointer[secrets.Keyring]) func(
 		}
 		return string(plain), nil
 	}
+}
+
+// rebalanceInterval maps the config's "0 means never" onto the controller's
+// "negative means never".
+func rebalanceInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -274,6 +274,8 @@ type CloudConfig struct {
 	// SpotInterruptionsPerHour is the expected interruption rate of this
 	// cloud's spot instances, for placement's spot risk (default 0.05).
 	SpotInterruptionsPerHour float64 `json:"spotInterruptionsPerHour,omitempty"`
+	// Kubernetes configures a cloud with provider: kubernetes.
+	Kubernetes *KubernetesConfig `json:"kubernetes,omitempty"`
 }
 
 // ErrorResponse is the JSON body of every non-2xx API answer.

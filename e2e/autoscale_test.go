@@ -68,3 +68,46 @@ health: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}
 		t.Errorf("no scale-down event:\n%s", evs)
 	}
 }
+
+// A custom metric scraped from the replicas' Prometheus /metrics: with one
+// generation slot per replica and six long requests, five wait in the queue
+// of the only replica; scaling on completions_requests_waiting (target 1
+// per replica) brings the deployment to its max of 3.
+func TestScaleOnScrapedCustomMetric(t *testing.T) {
+	e := newEnv(t)
+	e.mustAloft("apply", "-f", e.writeSpec("queue", `name: queue
+command: [aloft-completions]
+args: ["--token-delay", "40ms", "--max-concurrency", "1"]
+replicas: {min: 1, max: 3}
+autoscale: {metric: custom, customMetric: "metrics:completions_requests_waiting", target: 1, stableWindow: 6s}
+health: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}
+`))
+	e.waitRolledOut("queue", 1, 30*time.Second)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://"+e.gateway+"/v1/completions", strings.NewReader(`{"prompt":"Alice was","max_tokens":150}`))
+			req.Host = "queue.localhost"
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	e.waitFor("scale-up on the scraped queue depth", 30*time.Second, func() (bool, string) {
+		d := e.get("queue")
+		return d.Status.DesiredReplicas == 3, fmt.Sprint("desired ", d.Status.DesiredReplicas)
+	})
+	evs := e.mustAloft("events", "queue")
+	if !strings.Contains(evs, "ScaledUp") || !strings.Contains(evs, "metrics:completions_requests_waiting") {
+		t.Errorf("no scale-up event naming the scraped metric:\n%s", evs)
+	}
+	if strings.Contains(evs, "MetricScrapeFailed") {
+		t.Errorf("scrape failed:\n%s", evs)
+	}
+}

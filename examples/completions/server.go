@@ -103,6 +103,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/v1/models", s.handleModels)
 	mux.HandleFunc("/v1/models/{id}", s.handleModel)
 	mux.HandleFunc("/healthz", s.handleHealthz)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	// The root answers like /healthz, so a spec without a health path (the
 	// default probe is GET /) sees the service ready.
 	mux.HandleFunc("GET /{$}", s.handleHealthz)
@@ -573,6 +574,18 @@ func (s *stopper) flush() string {
 	return out
 }
 
+// handleMetrics serves the batch state in the Prometheus text format, under
+// names like vLLM's (num_requests_running / num_requests_waiting), so an
+// autoscaler can scale on the queue (aloft: customMetric
+// "metrics:completions_requests_waiting").
+func (s *server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+	running, waiting := s.lim.load()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	fmt.Fprintf(w, "# HELP completions_requests_running Requests holding a generation slot.\n# TYPE completions_requests_running gauge\ncompletions_requests_running %d\n", running)
+	fmt.Fprintf(w, "# HELP completions_requests_waiting Requests queued for a generation slot.\n# TYPE completions_requests_waiting gauge\ncompletions_requests_waiting %d\n", waiting)
+	fmt.Fprintf(w, "# HELP completions_slots Generation slots (max concurrency).\n# TYPE completions_slots gauge\ncompletions_slots %d\n", cap(s.lim.slots))
+}
+
 // ---- batching slots ----
 
 var errQueueFull = errors.New("queue full")
@@ -584,6 +597,13 @@ type limiter struct {
 	mu       sync.Mutex
 	waiting  int
 	maxQueue int
+}
+
+// load reports the requests generating and those queued now.
+func (l *limiter) load() (running, waiting int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.slots), l.waiting
 }
 
 func newLimiter(concurrency, maxQueue int) *limiter {

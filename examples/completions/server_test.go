@@ -428,6 +428,19 @@ func TestConcurrencyLimitAndQueue(t *testing.T) {
 	default:
 	}
 
+	// /metrics shows the batch state: one generating, one queued.
+	mresp, err := client.Get(env.ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{"\ncompletions_requests_running 1\n", "\ncompletions_requests_waiting 1\n", "\ncompletions_slots 1\n", "# TYPE completions_requests_waiting gauge"} {
+		if !strings.Contains(string(mbody), want) {
+			t.Errorf("/metrics lacks %q:\n%s", strings.TrimSpace(want), mbody)
+		}
+	}
+
 	// The queue (size 1) is full: C is refused at once.
 	resp, body := post(t, env.ts.URL+"/v1/completions", `{"prompt":"C","max_tokens":3}`)
 	if resp.StatusCode != http.StatusTooManyRequests {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 type StatsRouter interface {
 	Stats(deployment string) (gateway.DeploymentStats, bool)
 	SetActivation(deployment string, a gateway.Activation)
+	// SetMetricHeader and ScrapeMetric feed a custom metric: from a
+	// response header, or from each replica's Prometheus /metrics page.
+	SetMetricHeader(deployment, header string)
+	ScrapeMetric(ctx context.Context, deployment, metric string, timeout time.Duration) error
 }
 
 // scaler keeps the autoscaler's per-deployment memory: the metric window,
@@ -26,6 +31,8 @@ type StatsRouter interface {
 type scaler struct {
 	mu     sync.Mutex
 	byName map[string]*scaleState
+	// scraping holds deployments whose /metrics scrape is in flight.
+	scraping map[string]bool
 }
 
 type scaleState struct {
@@ -120,6 +127,9 @@ func (c *Controller) autoscaleLoop(ctx context.Context) {
 			for _, d := range deps {
 				if d.DeletedAt == nil && autoscaled(d.Spec) {
 					c.autoscaleOne(ctx, sr, d, now)
+					if name, ok := scrapedMetric(d.Spec); ok {
+						c.scrape(ctx, sr, d.Name, name)
+					}
 				}
 			}
 		}
@@ -195,6 +205,55 @@ func metricValue(cfg autoscale.Config, s, prev gateway.DeploymentStats, dt time.
 	}
 }
 
+// customSource splits a custom metric's "header:NAME" or "metrics:NAME".
+func customSource(s v1.DeploymentSpec) (kind, name string) {
+	a := s.Autoscale
+	if a == nil || a.Metric != v1.MetricCustom {
+		return "", ""
+	}
+	kind, name, _ = strings.Cut(a.CustomMetric, ":")
+	return kind, name
+}
+
+// scrapedMetric names the /metrics metric an autoscaled spec scales on.
+func scrapedMetric(s v1.DeploymentSpec) (string, bool) {
+	kind, name := customSource(s)
+	return name, kind == "metrics" && name != ""
+}
+
+// scrape reads the deployment's custom metric from every ready replica's
+// /metrics in the background, at most one scrape per deployment at a time;
+// the values reach the decider through the next sample.
+func (c *Controller) scrape(ctx context.Context, sr StatsRouter, deployment, metric string) {
+	c.scaler.mu.Lock()
+	if c.scaler.scraping == nil {
+		c.scaler.scraping = map[string]bool{}
+	}
+	busy := c.scaler.scraping[deployment]
+	c.scaler.scraping[deployment] = true
+	c.scaler.mu.Unlock()
+	if busy {
+		return
+	}
+	timeout := min(max(c.opts.AutoscaleInterval, 500*time.Millisecond), 5*time.Second)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		err := sr.ScrapeMetric(ctx, deployment, metric, timeout)
+		c.scaler.mu.Lock()
+		delete(c.scaler.scraping, deployment)
+		c.scaler.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			c.eventOnce(ctx, deployment, "Scrape", "Warning", "MetricScrapeFailed", fmt.Sprintf("custom metric %s: %v", metric, err))
+		} else {
+			c.clearOnce(deployment, "Scrape")
+		}
+	}()
+}
+
 // activation tells the gateway to hold requests of a deployment that may
 // scale to zero, and to answer at once for any other.
 func (c *Controller) activation(d store.Deployment) {
@@ -203,6 +262,11 @@ func (c *Controller) activation(d store.Deployment) {
 		return
 	}
 	sr.SetActivation(d.Name, gateway.Activation{Enabled: autoscaled(d.Spec) && d.Spec.Replicas.Min == 0})
+	header := ""
+	if kind, name := customSource(d.Spec); kind == "header" && autoscaled(d.Spec) {
+		header = name
+	}
+	sr.SetMetricHeader(d.Name, header)
 }
 
 // forgetScaler drops a removed deployment's autoscaler memory.

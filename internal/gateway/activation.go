@@ -301,7 +301,14 @@ func (r *replica) recordMetric(pc *pconn, key string) {
 
 func (r *replica) setMetric(v string) {
 	x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || math.IsNaN(x) {
+	if err != nil {
+		return
+	}
+	r.storeMetric(x)
+}
+
+func (r *replica) storeMetric(x float64) {
+	if math.IsNaN(x) {
 		return
 	}
 	r.metric.Store(math.Float64bits(x))

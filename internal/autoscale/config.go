@@ -15,6 +15,18 @@
 //     latencyP90 is proportional: ceil(serving x value / Target), where
 //     serving is the mean Sample.Ready over the window (Input.Ready if the
 //     samples carry none, at least 1).
+//     Backlog: with the concurrency metric, the decider learns the time a
+//     request spends in the deployment, Sojourn = mean in-flight / mean
+//     arrival rate (moving averages over the samples taken while every
+//     replica is ready and it is not panicking, that carry a Rate, each
+//     read once). With it, each window's value counts at most 1.5 x the
+//     window's mean arrival rate x Sojourn: in-flight requests beyond what
+//     the arrival rate sustains are a backlog queued at the replicas (for
+//     instance while new ones start), which more replicas would not drain
+//     (a replica's queue is its own) and which is gone a service time
+//     later. Without it, a 30 s cold start during a 10x burst sizes the
+//     fleet for the whole queue (three times the replicas the burst needs,
+//     in the simulator).
 //  3. Rate bounds: at most ceil(max(Current,1) x MaxScaleUpRate), at least
 //     floor(Current / MaxScaleDownRate).
 //  4. Panic. When the panic window's (unrounded) recommendation is at least

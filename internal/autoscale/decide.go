@@ -22,6 +22,11 @@ type Sample struct {
 	// Ready is the number of ready replicas at At (0: unknown). It sizes
 	// latencyP90 proportionally.
 	Ready int
+	// Rate is the arrival rate (requests per second) over the interval
+	// ending at At, when RateKnown. With the concurrency metric it lets the
+	// decider tell lasting demand from a backlog (see the package comment).
+	Rate      float64
+	RateKnown bool
 }
 
 // Input is everything one decision depends on.
@@ -120,6 +125,14 @@ type State struct {
 	DownLevel int       `json:"downLevel,omitempty"`
 	// LastActive is the newest sample > 0, or the first Now seen.
 	LastActive time.Time `json:"lastActive,omitzero"`
+	// Sojourn is the learned time a request spends in the deployment when
+	// no backlog builds up (in-flight / arrival rate, seconds; 0: not yet
+	// known), from the samples up to SojournAt.
+	Sojourn   float64   `json:"sojourn,omitempty"`
+	SojournAt time.Time `json:"sojournAt,omitzero"`
+	// InFlightAvg and RateAvg are the moving averages Sojourn is the ratio of.
+	InFlightAvg float64 `json:"inFlightAvg,omitempty"`
+	RateAvg     float64 `json:"rateAvg,omitempty"`
 	Forecast   Forecast  `json:"forecast,omitzero"`
 }
 
@@ -173,6 +186,9 @@ func Decide(in Input, st State) (Decision, State) {
 		if s.Value > 0 {
 			active = true
 		}
+	}
+	if c.Metric == v1.MetricConcurrency {
+		st = learnSojourn(c, in, st)
 	}
 	if c.Predictive.Enabled {
 		st.Forecast = st.Forecast.observe(in.Window, now, &c.Predictive)
@@ -239,6 +255,62 @@ func Decide(in Input, st State) (Decision, State) {
 	return d, st
 }
 
+// backlogHeadroom scales the rate-sustained demand while replicas start.
+const backlogHeadroom = 1.5
+
+// sojournAlpha is the weight of one sample in the learned sojourn time.
+const sojournAlpha = 0.05
+
+// learnSojourn updates the learned in-flight/arrival-rate ratio from the
+// samples newer than the last one read, taking those of a deployment
+// without replicas starting and not panicking. It runs before the decision,
+// so the first samples of a burst count too: that errs on the side of a
+// longer sojourn, i.e. of counting more of the in-flight requests.
+func learnSojourn(c *Config, in Input, st State) State {
+	if in.Ready < max(in.Current, 1) || st.Panicking() {
+		if n := len(in.Window); n > 0 && in.Window[n-1].At.After(st.SojournAt) && !in.Window[n-1].At.After(in.Now) {
+			st.SojournAt = in.Window[n-1].At
+		}
+		return st
+	}
+	for i := range in.Window {
+		s := &in.Window[i]
+		if !s.At.After(st.SojournAt) || s.At.After(in.Now) {
+			continue
+		}
+		st.SojournAt = s.At
+		if !s.RateKnown || s.Ready <= 0 {
+			continue
+		}
+		if st.RateAvg == 0 && st.InFlightAvg == 0 {
+			st.InFlightAvg, st.RateAvg = s.Value, s.Rate
+		} else {
+			st.InFlightAvg += sojournAlpha * (s.Value - st.InFlightAvg)
+			st.RateAvg += sojournAlpha * (s.Rate - st.RateAvg)
+		}
+	}
+	if st.RateAvg > 0 {
+		st.Sojourn = st.InFlightAvg / st.RateAvg
+	}
+	return st
+}
+
+// rateMean is the mean arrival rate of the samples in (from, to] that carry one.
+func rateMean(w []Sample, from, to time.Time) (float64, bool) {
+	sum, n := 0.0, 0
+	for i := range w {
+		s := &w[i]
+		if s.At.After(from) && !s.At.After(to) && s.RateKnown {
+			sum += s.Rate
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
+}
+
 // decideWindows applies rules 2-5 and returns the recommendation.
 func decideWindows(c *Config, in Input, d *Decision, st *State, r *reason, sv, pSum float64, pN int, readySum float64, readyN int, active bool) int {
 	now, cur := in.Now, max(in.Current, 0)
@@ -246,9 +318,19 @@ func decideWindows(c *Config, in Input, d *Decision, st *State, r *reason, sv, p
 	if pN > 0 {
 		pv = pSum / float64(pN)
 	}
-	d.StableValue, d.PanicValue = sv, pv
 
-	// 2. Recommendation.
+	// 2. Recommendation. While replicas start, a backlog counts only as
+	// far as the arrival rate sustains it.
+	if c.Metric == v1.MetricConcurrency && st.Sojourn > 0 {
+		if lp, ok := rateMean(in.Window, now.Add(-c.PanicWindow), now); ok {
+			pv = min(pv, lp*st.Sojourn*backlogHeadroom)
+		}
+		if ls, ok := rateMean(in.Window, now.Add(-c.StableWindow), now); ok {
+			sv = min(sv, ls*st.Sojourn*backlogHeadroom)
+		}
+		pv, sv = max(pv, 0), max(sv, 0)
+	}
+	d.StableValue, d.PanicValue = sv, pv
 	serving := float64(max(in.Ready, 1))
 	if readyN > 0 {
 		serving = readySum / float64(readyN)

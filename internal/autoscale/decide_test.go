@@ -522,3 +522,54 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// rated is a series whose samples carry an arrival rate.
+func rated(now time.Time, stable, burst, rate, burstRate float64, ready int) []Sample {
+	out := series(now, stable, burst, ready)
+	for i := range out {
+		out[i].Rate, out[i].RateKnown = rate, true
+		if i >= len(out)-6 {
+			out[i].Rate = burstRate
+		}
+	}
+	return out
+}
+
+// The backlog rule: a deployment whose requests spend 4 s in it (learned:
+// 8 in flight at 2 req/s) sees 200 in flight, of which the arrival rate of
+// 10 req/s sustains 40 (x1.5 = 60): it sizes for 60, not 200. Without a
+// learned sojourn, or with a metric other than concurrency, it sizes for 200.
+func TestDecideBacklog(t *testing.T) {
+	c := config(t, 1, 100, &v1.Autoscale{Metric: v1.MetricConcurrency, Target: 5})
+	// Learn: a steady minute, 2 ready of 2, 8 in flight at 2 req/s.
+	_, st := Decide(Input{Now: t0, Config: c, Current: 2, Ready: 2, Window: rated(t0, 8, 8, 2, 2, 2)}, State{})
+	if math.Abs(st.Sojourn-4) > 1e-9 {
+		t.Fatalf("learned sojourn %v, want 4", st.Sojourn)
+	}
+	now := t0.Add(60 * time.Second)
+	burst := rated(now, 8, 200, 2, 10, 2)
+	st.SojournAt = now // the burst's samples were read by earlier calls
+	d, st2 := Decide(Input{Now: now, Config: c, Current: 2, Ready: 2, Window: burst}, st)
+	if !d.Panic || d.Desired != 12 || d.PanicValue != 60 {
+		t.Fatalf("with backlog rule: desired %d (panic %v, panic value %v), want 12 from 10 req/s x 4 s x 1.5 = 60 in flight / 5: %s", d.Desired, d.Panic, d.PanicValue, d.Reason)
+	}
+	if st2.Sojourn != st.Sojourn {
+		t.Errorf("sojourn learned while panicking: %v → %v", st.Sojourn, st2.Sojourn)
+	}
+	// No learned sojourn: the whole queue counts.
+	d, _ = Decide(Input{Now: now, Config: c, Current: 2, Ready: 1, Window: burst}, State{})
+	if d.Desired != 40 {
+		t.Fatalf("without a sojourn: desired %d, want 200/5 = 40: %s", d.Desired, d.Reason)
+	}
+	// rps ignores it.
+	rps := config(t, 1, 100, &v1.Autoscale{Metric: v1.MetricRPS, Target: 5})
+	d, _ = Decide(Input{Now: now, Config: rps, Current: 2, Ready: 2, Window: burst}, st)
+	if d.Desired != 40 {
+		t.Fatalf("rps: desired %d, want 40: %s", d.Desired, d.Reason)
+	}
+	// Demand the rate sustains is not discounted: 200 in flight at 50 req/s.
+	d, _ = Decide(Input{Now: now, Config: c, Current: 2, Ready: 2, Window: rated(now, 8, 200, 2, 50, 2)}, st)
+	if d.Desired != 40 {
+		t.Fatalf("sustained demand: desired %d, want 40: %s", d.Desired, d.Reason)
+	}
+}

@@ -143,7 +143,11 @@ func (c *Controller) autoscaleOne(ctx context.Context, sr StatsRouter, d store.D
 	st := c.scaler.state(d)
 	sample := autoscale.Sample{At: now, Ready: stats.Ready}
 	if ok {
-		sample.Value = metricValue(st.cfg, stats, st.prev, now.Sub(st.prevAt), !st.prevAt.IsZero())
+		dt := now.Sub(st.prevAt)
+		sample.Value = metricValue(st.cfg, stats, st.prev, dt, !st.prevAt.IsZero())
+		if !st.prevAt.IsZero() && dt > 0 && stats.Requests >= st.prev.Requests {
+			sample.Rate, sample.RateKnown = float64(stats.Requests-st.prev.Requests)/dt.Seconds(), true
+		}
 		st.prev, st.prevAt = stats, now
 	}
 	st.window = append(st.window, sample)

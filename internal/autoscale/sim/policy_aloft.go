@@ -21,15 +21,17 @@ const aloftTick = 2 * time.Second
 //	  metric: concurrency
 //	  target: <Utilization x Slots>   # 5.6 in-flight per replica for 8 slots
 //	  scaleToZeroAfter: 5m            # the default
+//	  downscaleDelay: 1m              # keep a replica that took 30 s to start a minute after load falls
 //
 // and the decider's other defaults (60 s stable and 6 s panic windows,
-// panic at 2x, scale-up rate 1000, scale-down rate 2, no delays).
+// panic at 2x, scale-up rate 1000, scale-down rate 2, no upscale delay).
 func AloftConfig(m Model) autoscale.Config {
 	c, err := autoscale.ConfigFrom(v1.DeploymentSpec{
 		Replicas: v1.Replicas{Min: 0, Max: m.MaxReplicas},
 		Autoscale: &v1.Autoscale{
-			Metric: v1.MetricConcurrency,
-			Target: m.Utilization * float64(m.Slots),
+			Metric:         v1.MetricConcurrency,
+			Target:         m.Utilization * float64(m.Slots),
+			DownscaleDelay: "1m",
 		},
 	})
 	if err != nil {
@@ -72,7 +74,7 @@ func (a *aloft) Decide(v View) int {
 	hist := window(v.History, v.Now, v.Now.Sub(from))
 	win := make([]autoscale.Sample, 0, len(hist)+1)
 	for _, s := range hist {
-		win = append(win, autoscale.Sample{At: s.At, Value: a.value(s), Ready: s.Ready})
+		win = append(win, autoscale.Sample{At: s.At, Value: a.value(s), Ready: s.Ready, Rate: float64(s.Arrivals), RateKnown: true})
 	}
 	if v.Poke {
 		// The gateway reports the request it holds at once.

@@ -228,9 +228,12 @@ type Cloud struct {
 	// Runtimes the cloud can run: "process", later "oci".
 	Runtimes []string `json:"runtimes,omitempty"`
 	// State is live: Cordoned (no new replicas), Failed (replicas evicted).
-	Cordoned bool     `json:"cordoned"`
-	Failed   bool     `json:"failed"`
-	Used     Capacity `json:"used"`
+	Cordoned bool `json:"cordoned"`
+	Failed   bool `json:"failed"`
+	// Unreachable says why the cloud does not answer now (its API server
+	// is down); empty while it answers.
+	Unreachable string   `json:"unreachable,omitempty"`
+	Used        Capacity `json:"used"`
 }
 
 // Capacity is the total resources a cloud offers (or uses).

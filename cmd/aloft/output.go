@@ -127,6 +127,8 @@ func printClouds(w io.Writer, clouds []v1.Cloud) error {
 	for _, c := range clouds {
 		state := "Ready"
 		switch {
+		case c.Unreachable != "":
+			state = "Unreachable"
 		case c.Failed:
 			state = "Failed"
 		case c.Cordoned:

@@ -131,9 +131,9 @@ type State struct {
 	Sojourn   float64   `json:"sojourn,omitempty"`
 	SojournAt time.Time `json:"sojournAt,omitzero"`
 	// InFlightAvg and RateAvg are the moving averages Sojourn is the ratio of.
-	InFlightAvg float64 `json:"inFlightAvg,omitempty"`
-	RateAvg     float64 `json:"rateAvg,omitempty"`
-	Forecast   Forecast  `json:"forecast,omitzero"`
+	InFlightAvg float64  `json:"inFlightAvg,omitempty"`
+	RateAvg     float64  `json:"rateAvg,omitempty"`
+	Forecast    Forecast `json:"forecast,omitzero"`
 }
 
 // Panicking reports whether the decider is in panic mode.

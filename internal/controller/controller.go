@@ -125,8 +125,10 @@ type Controller struct {
 	blocks   capacityBlocks
 	scaler   scaler
 	rebal    rebalanceState
-	wg       sync.WaitGroup
-	synced   chan struct{}
+	// down holds each cloud's last health: why it does not answer, or "".
+	down   map[string]string
+	wg     sync.WaitGroup
+	synced chan struct{}
 }
 
 // Synced is closed once the first full reconcile has finished, i.e. every
@@ -174,6 +176,7 @@ func New(opts Options) *Controller {
 		draining: map[string]bool{}, lastMsg: map[string]string{}, backoff: map[string]backoffState{},
 		specs: map[string]v1.DeploymentSpec{}, synced: make(chan struct{}),
 		rebal: rebalanceState{moving: map[string]move{}, last: map[string]time.Time{}},
+		down:  map[string]string{},
 	}
 }
 
@@ -279,7 +282,10 @@ type observed struct {
 	cloud *cloud.Cloud
 	ready bool
 	gone  bool // provider lost it, or its cloud failed: replace it
-	why   string
+	// unreachable: its cloud does not answer. It is replaced like a lost
+	// replica but not stopped, and counts again once the cloud answers.
+	unreachable bool
+	why         string
 }
 
 // Reconcile brings one deployment one step closer to its desired state.
@@ -309,7 +315,14 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	// then asks placement for a new one.
 	live := obs[:0:0]
 	var lost []*observed
+	unreachableN := 0
 	for _, o := range obs {
+		if o.unreachable {
+			unreachableN++
+			c.eventOnce(ctx, name, "Unreachable/"+o.rec.ID, "Warning", "ReplicaUnreachable", fmt.Sprintf("replica %s on %s is unreachable (%s); replacing it elsewhere, keeping it until its cloud answers", o.rec.ID, o.rec.Cloud, o.why))
+			continue
+		}
+		c.clearOnce(name, "Unreachable/"+o.rec.ID)
 		if o.gone && !o.rec.Draining {
 			// Reported once: a pass while its stop is still running sees it again.
 			if !c.stopping(o.rec.ID) {
@@ -327,7 +340,8 @@ func (c *Controller) Reconcile(ctx context.Context, name string) error {
 	}()
 
 	if d.DeletedAt != nil {
-		return c.reconcileDeletion(ctx, d, live, len(lost) > 0)
+		// Replicas on an unreachable cloud hold the deletion until it answers.
+		return c.reconcileDeletion(ctx, d, live, len(lost) > 0 || unreachableN > 0)
 	}
 
 	var current, obsolete []*observed
@@ -495,6 +509,7 @@ func (c *Controller) cloudStates(ctx context.Context) (map[string]store.CloudSta
 	for _, s := range list {
 		m[s.Name] = s
 	}
+	c.applyHealth(m)
 	return m, nil
 }
 
@@ -511,6 +526,10 @@ func (c *Controller) observe(ctx context.Context, r store.Replica, states map[st
 		return o, nil
 	}
 	o.cloud = cl
+	if why := c.downReason(r.Cloud); why != "" {
+		o.unreachable, o.why = true, why
+		return o, nil
+	}
 	if states[r.Cloud].Failed {
 		o.gone, o.why = true, "cloud "+r.Cloud+" has failed"
 		return o, nil
@@ -623,17 +642,26 @@ func (c *Controller) freeCapacity(ctx context.Context) (map[string]placement.Fre
 		return nil, err
 	}
 	free := map[string]placement.Free{}
+	live := map[string]bool{}
 	for _, cl := range c.clouds.List() {
-		f, err := capacityOf(cl.Config.Capacity)
+		f, ok, err := liveFree(cl)
 		if err != nil {
-			return nil, fmt.Errorf("cloud %s: %w", cl.Config.Name, err)
+			return nil, err
 		}
-		free[cl.Config.Name] = f
+		if !ok {
+			if f, err = capacityOf(cl.Config.Capacity); err != nil {
+				return nil, fmt.Errorf("cloud %s: %w", cl.Config.Name, err)
+			}
+		}
+		free[cl.Config.Name], live[cl.Config.Name] = f, ok
 	}
 	for _, r := range all {
 		f, ok := free[r.Cloud]
 		if !ok || r.State == v1.ReplicaFailed {
 			continue // a replica that failed (to start) runs nothing
+		}
+		if live[r.Cloud] && r.State != v1.ReplicaStarting {
+			continue // the cloud's own count has it already
 		}
 		spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
 		if err != nil {
@@ -667,10 +695,25 @@ func (c *Controller) Usage(ctx context.Context) (map[string]v1.Capacity, error) 
 	out := map[string]v1.Capacity{}
 	for _, cl := range c.clouds.List() {
 		total, _ := capacityOf(cl.Config.Capacity)
+		if _, ok := cl.Provider.(capacityReporter); ok {
+			// The cloud reports its free capacity, not a total: count
+			// aloft's replicas there against zero instead.
+			total = placement.Free{}
+			if free, err = c.usedOnly(ctx, cl.Config.Name, free); err != nil {
+				return nil, err
+			}
+		}
 		f := free[cl.Config.Name]
 		u := v1.Capacity{CPU: roundMilli(total.CPU - f.CPU), Memory: formatBytes(total.MemoryBytes - f.MemoryBytes)}
-		for k, v := range total.GPUs {
-			if n := v - f.GPUs[k]; n > 0 {
+		keys := map[string]bool{}
+		for k := range total.GPUs {
+			keys[k] = true
+		}
+		for k := range f.GPUs {
+			keys[k] = true
+		}
+		for k := range keys {
+			if n := total.GPUs[k] - f.GPUs[k]; n > 0 {
 				if u.GPUs == nil {
 					u.GPUs = map[string]int{}
 				}
@@ -679,6 +722,41 @@ func (c *Controller) Usage(ctx context.Context) (map[string]v1.Capacity, error) 
 		}
 		out[cl.Config.Name] = u
 	}
+	return out, nil
+}
+
+// usedOnly replaces free[name] with minus the requests of aloft's replicas
+// on that cloud, so that Usage's total - free is what they use.
+func (c *Controller) usedOnly(ctx context.Context, name string, free map[string]placement.Free) (map[string]placement.Free, error) {
+	recs, err := c.st.ListAllReplicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var f placement.Free
+	f.GPUs = map[string]int{}
+	for _, r := range recs {
+		if r.Cloud != name || r.State == v1.ReplicaFailed {
+			continue
+		}
+		spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
+		if err != nil {
+			continue
+		}
+		req, err := spec.Resources.Normalized()
+		if err != nil {
+			continue
+		}
+		f.CPU -= req.CPU
+		f.MemoryBytes -= req.MemoryBytes
+		if req.GPUCount > 0 {
+			f.GPUs[req.GPUType] -= req.GPUCount
+		}
+	}
+	out := make(map[string]placement.Free, len(free))
+	for k, v := range free {
+		out[k] = v
+	}
+	out[name] = f
 	return out, nil
 }
 

@@ -1584,3 +1584,51 @@ func TestRunAndEnqueue(t *testing.T) {
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 }
+
+// A cloud whose provider stops answering (a Kubernetes API server that is
+// down): its replicas are replaced on other clouds at once but neither
+// stopped nor forgotten; when it answers again they count again, and the
+// surplus that goes is the replacements (dearer), not the replicas that
+// were wanted all along.
+func TestUnreachableCloudReplacedThenReconciled(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	orig := e.ready(newSpec("web", 2))
+	for _, r := range e.replicas("web") {
+		if r.Cloud != cloudB {
+			t.Fatalf("replica on %s, want %s (cheapest)", r.Cloud, cloudB)
+		}
+	}
+	e.sims[cloudB].SetHealth(errors.New("API server https://127.0.0.1:6443 unreachable for 10s"))
+	e.converge("web", "replaced on other clouds", func() bool {
+		ready := 0
+		for _, r := range e.replicas("web") {
+			if r.Cloud != cloudB && r.State == v1.ReplicaReady {
+				ready++
+			}
+		}
+		return ready == 2 && len(e.routed("web")) == 2
+	})
+	for _, id := range e.routed("web") {
+		if slices.Contains(orig, id) {
+			t.Errorf("unreachable replica %s still routed", id)
+		}
+	}
+	if st := e.sims[cloudB].Stopped(); len(st) != 0 {
+		t.Fatalf("replicas on the unreachable cloud were stopped: %v", st)
+	}
+	if evs := e.events("web", "ReplicaUnreachable"); len(evs) != 2 {
+		t.Errorf("%d ReplicaUnreachable events, want 2", len(evs))
+	}
+
+	e.sims[cloudB].SetHealth(nil)
+	e.converge("web", "back to 2", func() bool {
+		rs := e.replicas("web")
+		return len(rs) == 2 && e.dep("web").Status.Phase == v1.PhaseReady
+	})
+	if got := ids(e.replicas("web")); !slices.Equal(got, orig) {
+		t.Fatalf("replicas %v after the cloud answered, want the original %v kept", got, orig)
+	}
+	if st := e.sims[cloudB].Stopped(); len(st) != 0 {
+		t.Fatalf("original replicas stopped: %v", st)
+	}
+}

@@ -12,6 +12,7 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	replicas *prometheus.GaugeVec
 	scaled   *prometheus.CounterVec
+	cloudUp  *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +33,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scaled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aloft_autoscaler_decisions_total", Help: "Autoscaler changes of a deployment's replica count, by direction.",
 		}, []string{"direction"}),
+		cloudUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "aloft_cloud_up", Help: "1 while a cloud answers, 0 while it is unreachable (clouds that report their health).",
+		}, []string{"cloud"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.errors, m.events, m.replicas, m.scaled)
+		reg.MustRegister(m.duration, m.errors, m.events, m.replicas, m.scaled, m.cloudUp)
 	}
 	return m
 }

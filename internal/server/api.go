@@ -573,13 +573,14 @@ func (a *API) cloudView(ctx context.Context) ([]v1.Cloud, error) {
 	if err != nil {
 		return nil, err
 	}
+	down := a.Controller.Unreachable()
 	out := make([]v1.Cloud, 0, len(a.Clouds.List()))
 	for _, c := range a.Clouds.List() {
 		st := stateOf[c.Config.Name]
 		out = append(out, v1.Cloud{
 			Name: c.Config.Name, Provider: c.Config.Provider, Region: c.Config.Region, Labels: c.Config.Labels,
 			Capacity: c.Config.Capacity, Prices: c.Config.Prices, Runtimes: c.Provider.Runtimes(),
-			Cordoned: st.Cordoned, Failed: st.Failed, Used: used[c.Config.Name],
+			Cordoned: st.Cordoned, Failed: st.Failed, Unreachable: down[c.Config.Name], Used: used[c.Config.Name],
 		})
 	}
 	return out, nil

@@ -66,6 +66,7 @@ type Sim struct {
 	failErr      error
 	failOffering map[string]error // region/instanceType -> start error
 	hold         bool
+	health       error
 	starts       int
 	adopts       int
 }
@@ -330,6 +331,20 @@ func (s *Sim) FailOffering(region, instanceType string, err error) {
 		return
 	}
 	s.failOffering[region+"/"+instanceType] = err
+}
+
+// SetHealth makes Health report err (the cloud does not answer), or nil.
+func (s *Sim) SetHealth(err error) {
+	s.mu.Lock()
+	s.health = err
+	s.mu.Unlock()
+}
+
+// Health implements provider.HealthReporter.
+func (s *Sim) Health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
 }
 
 // FailStarts makes every later Start fail with err; nil clears it.

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"fmt"
+
+	v1 "github.com/aloft-dev/aloft/api/v1"
+	"github.com/aloft-dev/aloft/internal/cloud"
+	"github.com/aloft-dev/aloft/internal/placement"
+	"github.com/aloft-dev/aloft/internal/store"
+)
+
+// A provider whose cloud can become unreachable as a whole (a Kubernetes
+// cluster whose API server stops answering) reports it through Health; one
+// that observes its free capacity (Nodes' allocatable minus requests)
+// through FreeCapacity. See provider.HealthReporter and
+// provider.CapacityReporter.
+type healthReporter interface{ Health() error }
+type capacityReporter interface{ FreeCapacity() v1.Capacity }
+
+// unreachable says why a cloud does not answer now ("" when it does).
+func unreachable(cl *cloud.Cloud) string {
+	h, ok := cl.Provider.(healthReporter)
+	if !ok {
+		return ""
+	}
+	if err := h.Health(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// applyHealth marks clouds that do not answer as failed in states (for
+// this pass only: the store keeps what an operator set), and reports each
+// change of a cloud's health once in the log and the cloud-up gauge.
+func (c *Controller) applyHealth(states map[string]store.CloudState) {
+	for _, cl := range c.clouds.List() {
+		name := cl.Config.Name
+		why := unreachable(cl)
+		if why != "" {
+			st := states[name]
+			st.Name, st.Failed = name, true
+			states[name] = st
+		}
+		c.mu.Lock()
+		before, seen := c.down[name]
+		c.down[name] = why
+		c.mu.Unlock()
+		if seen && before == why {
+			continue
+		}
+		up := 1.0
+		if why != "" {
+			up = 0
+			c.log.Warn("cloud unreachable: its replicas are replaced elsewhere, and kept until it answers again", "cloud", name, "reason", why)
+		} else if seen {
+			c.log.Info("cloud answers again", "cloud", name)
+		}
+		c.metrics.cloudUp.WithLabelValues(name).Set(up)
+	}
+}
+
+// Unreachable lists the clouds that do not answer now, with the reason.
+func (c *Controller) Unreachable() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range c.down {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// liveFree is the free capacity a cloud reports itself, less what aloft's
+// replicas that are still starting there will take (their pods may not be
+// bound to a node yet), or ok=false for a cloud that reports none.
+func liveFree(cl *cloud.Cloud) (placement.Free, bool, error) {
+	r, ok := cl.Provider.(capacityReporter)
+	if !ok {
+		return placement.Free{}, false, nil
+	}
+	f, err := capacityOf(r.FreeCapacity())
+	if err != nil {
+		return placement.Free{}, false, fmt.Errorf("cloud %s reports capacity: %w", cl.Config.Name, err)
+	}
+	return f, true, nil
+}
+
+// downReason is why a cloud did not answer at the last health check ("" if it did).
+func (c *Controller) downReason(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down[name]
+}

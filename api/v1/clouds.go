@@ -10,7 +10,7 @@ import (
 const ProviderLocal = "local"
 
 // Providers lists the valid values of CloudConfig.Provider.
-func Providers() []string { return []string{ProviderLocal} }
+func Providers() []string { return []string{ProviderLocal, ProviderKubernetes} }
 
 // DefaultClouds returns the three local clouds aloft uses when no clouds file
 // is given. They differ in region, jurisdiction, capacity and price; they
@@ -116,8 +116,20 @@ func (c CloudConfig) validate(p string, e *errList) {
 	switch {
 	case c.Provider == "":
 		e.add(p+".provider", "required; valid providers: %s", valid)
-	case c.Provider != ProviderLocal:
+	case c.Provider != ProviderLocal && c.Provider != ProviderKubernetes:
 		e.add(p+".provider", "unknown provider %q; valid providers: %s", c.Provider, valid)
+	}
+	kube := c.Provider == ProviderKubernetes
+	switch {
+	case kube && c.Kubernetes == nil:
+		e.add(p+".kubernetes", "required with provider kubernetes: set at least kubeconfig (a path) and context")
+	case kube:
+		c.Kubernetes.validate(p+".kubernetes", e)
+		if c.Catalog != "" {
+			e.add(p+".catalog", "does not apply to a kubernetes cloud (its capacity is its nodes'); price it with prices")
+		}
+	case c.Kubernetes != nil:
+		e.add(p+".kubernetes", "only applies to provider kubernetes (this cloud's provider is %q)", c.Provider)
 	}
 	if c.Catalog != "" && !IsDNS1123Label(c.Catalog) {
 		e.add(p+".catalog", "must name an imported catalog (a DNS-1123 label such as \"aws\"), got %q", c.Catalog)
@@ -150,6 +162,15 @@ func (c CloudConfig) validate(p string, e *errList) {
 	if c.Catalog != "" && c.Capacity.CPU == 0 && c.Capacity.Memory == "" && len(c.Capacity.GPUs) == 0 {
 		return
 	}
+	// A kubernetes cloud's capacity is what its nodes have free, observed
+	// live; a configured one would be ignored.
+	if kube {
+		if c.Capacity.CPU != 0 || c.Capacity.Memory != "" || len(c.Capacity.GPUs) > 0 {
+			e.add(p+".capacity", "does not apply to a kubernetes cloud: aloft reads its nodes' allocatable resources; remove it")
+		}
+		c.validatePrices(p, e)
+		return
+	}
 	if !(c.Capacity.CPU > 0) || math.IsInf(c.Capacity.CPU, 0) {
 		e.add(p+".capacity.cpu", "must be > 0 cores (got %g)", c.Capacity.CPU)
 	}
@@ -170,7 +191,10 @@ func (c CloudConfig) validate(p string, e *errList) {
 		}
 	}
 
-	// prices
+	c.validatePrices(p, e)
+}
+
+func (c CloudConfig) validatePrices(p string, e *errList) {
 	for _, sh := range sortedMapKeys(c.Prices.Shapes) {
 		f := childPath(p+".prices.shapes", sh)
 		if _, ok := LookupShape(sh); !ok {

@@ -125,7 +125,7 @@ func TestParseCloudsErrors(t *testing.T) {
 		{"name invalid", "clouds: [{name: Cloud_A, provider: local, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].name", "DNS-1123"}}},
 		{"name duplicate", cloud("- name: a\n  provider: local\n  region: r2\n  capacity: {cpu: 1, memory: 1Gi}\n"), []wantErr{{"clouds[1].name", "duplicate of clouds[0]"}}},
 		{"provider missing", "clouds: [{name: a, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].provider", "required; valid providers: local"}}},
-		{"provider unknown", "clouds: [{name: a, provider: aws, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].provider", `unknown provider "aws"; valid providers: local`}}},
+		{"provider unknown", "clouds: [{name: a, provider: aws, region: r, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].provider", `unknown provider "aws"; valid providers: local, kubernetes`}}},
 		{"region missing", "clouds: [{name: a, provider: local, capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].region", "required"}}},
 		{"catalog not a name", "clouds: [{name: a, provider: local, region: r, catalog: \"AWS cloud\", capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].catalog", "must name an imported catalog"}}},
 		{"regions without catalog", "clouds: [{name: a, provider: local, region: r, regions: [us-east-1], capacity: {cpu: 1, memory: 1Gi}}]\n", []wantErr{{"clouds[0].regions", "only applies to a cloud with a catalog"}}},
@@ -147,6 +147,13 @@ func TestParseCloudsErrors(t *testing.T) {
 			{`clouds[0].prices.shapes["cpu.small"]`, "must be a price >= 0"},
 			{`clouds[0].prices.shapes["gpu.x"]`, `unknown shape "gpu.x"`},
 		}},
+		{"kubernetes without its section", "clouds: [{name: k, provider: kubernetes, region: r}]\n", []wantErr{{"clouds[0].kubernetes", "required with provider kubernetes"}}},
+		{"kubernetes with capacity and catalog", "clouds: [{name: k, provider: kubernetes, region: r, catalog: aws, capacity: {cpu: 1, memory: 1Gi}, kubernetes: {kubeconfig: /k, context: c}}]\n", []wantErr{
+			{"clouds[0].capacity", "does not apply to a kubernetes cloud"},
+			{"clouds[0].catalog", "does not apply to a kubernetes cloud"},
+		}},
+		{"kubernetes section checked", "clouds: [{name: k, provider: kubernetes, region: r, kubernetes: {kubeconfig: /k, context: c, unavailableAfter: 1ms}}]\n", []wantErr{{"clouds[0].kubernetes.unavailableAfter", ""}}},
+		{"kubernetes section on a local cloud", cloud("  kubernetes: {kubeconfig: /k, context: c}\n"), []wantErr{{"clouds[0].kubernetes", "only applies to provider kubernetes"}}},
 		{"all clouds checked", "clouds: [{name: a}, {name: b}]\n", []wantErr{
 			{"clouds[0].capacity.cpu", ""}, {"clouds[0].capacity.memory", ""}, {"clouds[0].provider", ""}, {"clouds[0].region", ""},
 			{"clouds[1].capacity.cpu", ""}, {"clouds[1].capacity.memory", ""}, {"clouds[1].provider", ""}, {"clouds[1].region", ""},

@@ -96,3 +96,17 @@ type Dialer interface {
 type RuntimeReporter interface {
 	MissingRuntimes() map[string]string
 }
+
+// HealthReporter is implemented by providers whose cloud can become
+// unreachable as a whole, such as a Kubernetes cluster whose API server
+// stops answering. Health returns nil while the cloud answers, else an
+// error naming the cause.
+type HealthReporter interface {
+	Health() error
+}
+
+// CapacityReporter is implemented by providers that observe how much of
+// their cloud is free now (CPU cores, memory and GPUs per aloft GPU type).
+type CapacityReporter interface {
+	FreeCapacity() v1.Capacity
+}

@@ -1,7 +1,7 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test fuzz bench-gateway bench-deploy bench-placement bench-autoscale clean example-image
+.PHONY: build demo test fuzz bench-gateway bench-deploy bench-placement bench-autoscale clean example-image k8s-tools
 
 # Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
@@ -20,9 +20,14 @@ example-image:
 	CGO_ENABLED=0 $(GO) build -o bin/aloft-completions ./examples/completions
 	$(GO) run ./examples/mkimage -bin bin/aloft-completions -name hello-world:latest -port 8080 -o bin/hello-world.tar
 
-test:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok for
+# internal/k8stest, built once into ~/.cache/aloft/k8s/<key>/bin (~15 min cold, <1 s cached).
+k8s-tools:
+	GO=$(GO) tools/k8s/build.sh
+
+test: k8s-tools
 	$(GO) vet ./...
-	$(GO) test -race -timeout 20m ./...
+	ALOFT_K8S_BIN=$$(GO=$(GO) tools/k8s/build.sh | tail -1) ALOFT_K8S_REQUIRE=1 $(GO) test -race -timeout 20m ./...
 	$(MAKE) fuzz
 
 fuzz:

@@ -11,9 +11,23 @@ import (
 // to the Unix epoch; SeasonBuckets of them make a season. The first season
 // only records bucket means; at its end the level is their mean and the
 // seasonal terms their differences from it. From then on every closed
-// bucket updates level, trend and its seasonal term; a bucket without
-// samples only advances the level by the trend, and a gap longer than a
-// season starts over.
+// bucket updates the level and its seasonal term; a bucket without samples
+// only advances the level by the trend, and a gap longer than a season
+// starts over.
+//
+// The trend is the level's growth per bucket measured season over season:
+// once a season has passed since the last measurement, the level's change
+// over it, per bucket, is smoothed into Trend with Beta. Classic
+// Holt-Winters re-estimates the trend at every bucket, and here that
+// extrapolates noise: the level follows each deviation from the seasonal
+// profile within a couple of buckets (Alpha), so when a recurring rise
+// comes a few buckets late the per-bucket trend learns the level's fall
+// while it is due and its jump when it comes, and the forecast, which
+// projects the trend over the whole horizon, first withdrew the pre-warmed
+// replicas just before the rise and then overshot it (to three times the
+// replicas it needed, in the simulator's seasonal trace with a 5 min
+// horizon). Growth from season to season is the trend a horizon of at most
+// half a season can use.
 type Forecast struct {
 	// Bucket is the bucket width the state was built with; a different
 	// width (a changed season) starts over.
@@ -33,6 +47,10 @@ type Forecast struct {
 	Level   float64   `json:"level,omitempty"`
 	Trend   float64   `json:"trend,omitempty"`
 	Trained bool      `json:"trained,omitempty"`
+	// Base is the level at the close of bucket BaseAt, when the trend was
+	// last measured (at training, then once a season); BaseAt 0: not yet.
+	Base   float64 `json:"base,omitempty"`
+	BaseAt int64   `json:"baseAt,omitempty"`
 }
 
 // noData marks an empty bucket of the first season (bucket means are >= 0:
@@ -146,6 +164,7 @@ func (f *Forecast) close(i int64, y float64, has bool, p *Predictive) {
 			return
 		}
 		f.Level, f.Trend, f.Trained = sum/float64(n), 0, true
+		f.Base, f.BaseAt = f.Level, i
 		for j, v := range f.Season {
 			if v == noData {
 				f.Season[j] = 0
@@ -155,14 +174,20 @@ func (f *Forecast) close(i int64, y float64, has bool, p *Predictive) {
 		}
 		return
 	}
-	if !has {
-		f.Level += f.Trend
-		return
+	if f.BaseAt == 0 { // a state persisted before Base existed: its trend was measured bucket by bucket
+		f.Trend, f.Base, f.BaseAt = 0, f.Level, i-1
 	}
-	prev, s := f.Level, f.Season[k]
-	f.Level = p.Alpha*(y-s) + (1-p.Alpha)*(prev+f.Trend)
-	f.Trend = p.Beta*(f.Level-prev) + (1-p.Beta)*f.Trend
-	f.Season[k] = p.Gamma*(y-f.Level) + (1-p.Gamma)*s
+	if has {
+		s := f.Season[k]
+		f.Level = p.Alpha*(y-s) + (1-p.Alpha)*(f.Level+f.Trend)
+		f.Season[k] = p.Gamma*(y-f.Level) + (1-p.Gamma)*s
+	} else {
+		f.Level += f.Trend
+	}
+	if i-f.BaseAt >= SeasonBuckets {
+		f.Trend = p.Beta*(f.Level-f.Base)/float64(i-f.BaseAt) + (1-p.Beta)*f.Trend
+		f.Base, f.BaseAt = f.Level, i
+	}
 }
 
 // peak is the largest forecast of the metric for the buckets from now to

@@ -1,10 +1,12 @@
 // Command autoscale compares autoscaling policies in the discrete-event
 // simulator (internal/autoscale/sim) on the real Azure LLM inference traces
-// (testdata/, see testdata/SOURCE.md) and the synthetic step, spike and
-// diurnal traces: aloft's autoscaler, Knative KPA defaults, a SkyServe-style
-// request-rate autoscaler, and a static fleet sized for the peak. It prints
-// one table per trace and a verdict line: aloft against KPA, where better
-// means fewer SLO violations at no more replica-hours. See README.md.
+// (testdata/, see testdata/SOURCE.md) and the synthetic step, spike,
+// diurnal and seasonal traces: aloft's autoscaler, Knative KPA defaults, a
+// SkyServe-style request-rate autoscaler, and a static fleet sized for the
+// peak; on traces of at least two seasons (seasonal), aloft with predictive
+// pre-warming too. It prints one table per trace and verdict lines: aloft
+// against KPA, where better means fewer SLO violations at no more
+// replica-hours. See README.md.
 //
 //	go run ./bench/autoscale [-o json] [-seed 1] [-policy aloft,kpa,...] [-slots 8 ...]
 package main
@@ -35,9 +37,10 @@ func main() {
 	m := sim.DefaultModel()
 	output := flag.String("o", "table", "table or json")
 	seed := flag.Uint64("seed", 1, "seed of the synthetic traces")
-	policies := flag.String("policy", strings.Join(append(append([]string{}, sim.DefaultPolicies...), "kpa-tuned"), ","), "policies to compare, comma-separated: "+strings.Join(sim.Policies, ", "))
-	doSweep := flag.Bool("sweep", false, "also run aloft with other targets and downscale delays (table output)")
-	only := flag.String("trace", "", "run only these traces, comma-separated (azure-code, azure-conv, step, spike, diurnal)")
+	policies := flag.String("policy", "", "policies to compare, comma-separated: "+strings.Join(sim.Policies, ", ")+
+		" (default "+strings.Join(benchPolicies, ",")+", and aloft-predictive on traces of at least two seasons)")
+	doSweep := flag.Bool("sweep", false, "also run aloft with other targets and downscale delays, and aloft-predictive with other horizons (table output)")
+	only := flag.String("trace", "", "run only these traces, comma-separated (azure-code, azure-conv, "+strings.Join(sim.SyntheticNames, ", ")+")")
 	flag.IntVar(&m.Slots, "slots", m.Slots, "concurrent requests per replica")
 	flag.Float64Var(&m.PrefillRate, "prefill-rate", m.PrefillRate, "prompt tokens per second per request")
 	flag.Float64Var(&m.DecodeRate, "decode-rate", m.DecodeRate, "generated tokens per second per request")
@@ -53,12 +56,37 @@ func main() {
 	}
 }
 
+// benchPolicies are compared on every trace when -policy is not given.
+var benchPolicies = append(append([]string{}, sim.DefaultPolicies...), "kpa-tuned")
+
+// policiesFor is the policies run on tr: pols, or without -policy
+// benchPolicies and, on a trace of at least two seasons, aloft-predictive
+// after aloft (on a shorter one its forecaster never forecasts, and it
+// decides as aloft does).
+func policiesFor(tr sim.Trace, pols []string, explicit bool) []string {
+	if explicit || tr.Span() < 2*sim.PredictiveSeason {
+		return pols
+	}
+	out := []string{}
+	for _, p := range pols {
+		out = append(out, p)
+		if p == "aloft" {
+			out = append(out, "aloft-predictive")
+		}
+	}
+	return out
+}
+
 func run(w io.Writer, m sim.Model, output string, seed uint64, policyList, only string, doSweep bool) error {
 	if output != "table" && output != "json" {
 		return fmt.Errorf("-o %q: want table or json", output)
 	}
 	if err := m.Validate(); err != nil {
 		return err
+	}
+	explicit := strings.TrimSpace(policyList) != ""
+	if !explicit {
+		policyList = strings.Join(benchPolicies, ",")
 	}
 	pols, err := sim.ParsePolicies(policyList)
 	if err != nil {
@@ -106,8 +134,11 @@ func run(w io.Writer, m sim.Model, output string, seed uint64, policyList, only 
 	}
 	began := time.Now()
 	var reps []sim.TraceReport
+	runs := 0
 	for _, tr := range trs {
-		rep, err := sim.Compare(tr, m, pols)
+		trPols := policiesFor(tr, pols, explicit)
+		runs += len(trPols)
+		rep, err := sim.Compare(tr, m, trPols)
 		if err != nil {
 			return err
 		}
@@ -135,7 +166,7 @@ func run(w io.Writer, m sim.Model, output string, seed uint64, policyList, only 
 			fmt.Fprintf(w, "  %-10s %s\n", rep.Trace, v)
 		}
 	}
-	fmt.Fprintf(w, "\n%d traces x %d policies in %s\n", len(reps), len(pols), wall.Round(time.Millisecond))
+	fmt.Fprintf(w, "\n%d traces, %d runs in %s\n", len(reps), runs, wall.Round(time.Millisecond))
 	if doSweep {
 		return sweep(w, m, trs)
 	}
@@ -174,6 +205,46 @@ func sweep(w io.Writer, m sim.Model, trs []sim.Trace) error {
 				return err
 			}
 			fmt.Fprintf(t, "%.1f%% / %.2fh\t", r.ViolationPct, r.ReplicaHours)
+		}
+		fmt.Fprintln(t)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	return sweepPredictive(w, m, trs)
+}
+
+// sweepPredictive runs aloft-predictive with other horizons over the traces
+// of at least two seasons, next to aloft.
+func sweepPredictive(w io.Writer, m sim.Model, trs []sim.Trace) error {
+	var long []sim.Trace
+	for _, tr := range trs {
+		if tr.Span() >= 2*sim.PredictiveSeason {
+			long = append(long, tr)
+		}
+	}
+	if len(long) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\naloft-predictive horizons (season %s): violations / replica-hours / cold starts\n", sim.PredictiveSeason)
+	t := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(t, "HORIZON\t")
+	for _, tr := range long {
+		fmt.Fprintf(t, "%s\t", tr.Name)
+	}
+	fmt.Fprintln(t)
+	for _, h := range []time.Duration{0, time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute} {
+		cfg, name := sim.AloftConfig(m), "off (aloft)"
+		if h > 0 {
+			cfg, name = sim.AloftPredictiveConfig(m, sim.PredictiveSeason, h), h.String()
+		}
+		fmt.Fprintf(t, "%s\t", name)
+		for _, tr := range long {
+			r, err := sim.Run(tr, m, sim.NewAloft("aloft-predictive", cfg))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(t, "%d / %.2fh / %d\t", r.Violations, r.ReplicaHours, r.ColdStarts)
 		}
 		fmt.Fprintln(t)
 	}

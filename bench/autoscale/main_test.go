@@ -37,3 +37,17 @@ func TestRun(t *testing.T) {
 		t.Error("unknown trace accepted")
 	}
 }
+
+func TestPoliciesFor(t *testing.T) {
+	short, _ := sim.Synthetic("step", 1)
+	long, _ := sim.Synthetic("seasonal", 1)
+	if got := strings.Join(policiesFor(short, benchPolicies, false), ","); got != "aloft,kpa,skyserve,static,kpa-tuned" {
+		t.Errorf("step: %s", got)
+	}
+	if got := strings.Join(policiesFor(long, benchPolicies, false), ","); got != "aloft,aloft-predictive,kpa,skyserve,static,kpa-tuned" {
+		t.Errorf("seasonal: %s", got)
+	}
+	if got := strings.Join(policiesFor(long, []string{"aloft", "kpa"}, true), ","); got != "aloft,kpa" {
+		t.Errorf("seasonal, -policy aloft,kpa: %s", got)
+	}
+}

@@ -68,7 +68,27 @@
 //     upscale and 1,200 s downscale delays);
 //   - static: a fleet sized for the trace's peak minute, always on;
 //   - kpa-tuned (only on request): the KPA with its target set from the
-//     replica model instead of the default.
+//     replica model instead of the default;
+//   - aloft-predictive (only on request; bench/autoscale runs it on traces
+//     of two seasons or more): aloft with predictive pre-warming on (predictive: {enabled: true, season: 1h, horizon: 2m}; see
+//     policy_predictive.go). Its forecaster needs a whole season of history
+//     before it forecasts anything, so on a trace shorter than a season it
+//     decides exactly as aloft does.
 //
 // See each policy's file for the exact algorithm and its sources.
+//
+// # Synthetic traces
+//
+// Synthetic generates seeded traces: Poisson arrivals at a time-varying
+// rate, log-normal token counts like a chat workload (input median 1,000,
+// output median 100). step (1 -> 10 req/s within a second), spike (2 req/s
+// with 20 req/s bursts of 30 s and 60 s) and diurnal (a day in 48 min, 0.5
+// to 8 req/s as a raised cosine) last under an hour. seasonal is five
+// working days, each compressed into one hour, the shortest season
+// autoscale.predictive allows, so that the forecaster has four days to
+// pre-warm after learning the first: 0.5 req/s at night, a morning rise to
+// 8 req/s over 3 minutes of trace (72 minutes of the day) that a reactive
+// policy with 30 s cold starts meets late, a lunch dip, and an evening
+// fall; each day's daytime level varies by +-10 % and its morning by +-30 s
+// of trace (+-12 minutes of the day). See Synthetic and seasonalRate.
 package sim

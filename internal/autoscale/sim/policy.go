@@ -45,7 +45,7 @@ type Policy interface {
 // Policies are the names NewPolicy knows; DefaultPolicies are compared when
 // none are named.
 var (
-	Policies        = []string{"aloft", "kpa", "skyserve", "static", "kpa-tuned"}
+	Policies        = []string{"aloft", "kpa", "skyserve", "static", "kpa-tuned", "aloft-predictive"}
 	DefaultPolicies = []string{"aloft", "kpa", "skyserve", "static"}
 )
 
@@ -56,6 +56,8 @@ func NewPolicy(name string, tr Trace, m Model) (Policy, error) {
 	switch name {
 	case "aloft":
 		return newAloft(tr, m), nil
+	case "aloft-predictive":
+		return newAloftPredictive(m), nil
 	case "kpa":
 		return newKPA(m, kpaDefaultTarget), nil
 	case "kpa-tuned":

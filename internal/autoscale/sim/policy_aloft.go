@@ -7,7 +7,8 @@ import (
 	"github.com/aloft-dev/aloft/internal/autoscale"
 )
 
-// This file is the only one that calls into internal/autoscale.
+// This file and policy_predictive.go are the only ones that call into
+// internal/autoscale.
 
 // aloftTick is how often the controller asks the decider (the controller
 // reconciles each deployment at least once a second; 2 s matches the KPA).

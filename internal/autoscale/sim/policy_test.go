@@ -270,14 +270,15 @@ func TestCompareAndTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != len(Policies) || len(rep.Verdicts) != 2 || rep.Verdicts[0].Baseline != "kpa" || rep.Verdicts[1].Baseline != "kpa-tuned" {
+	if len(rep.Results) != len(Policies) || len(rep.Verdicts) != 4 || rep.Verdicts[0].Baseline != "kpa" || rep.Verdicts[1].Baseline != "kpa-tuned" ||
+		rep.Verdicts[0].Policy != "aloft" || rep.Verdicts[2].Policy != "aloft-predictive" || rep.Verdicts[3].Baseline != "kpa-tuned" {
 		t.Fatalf("%+v", rep)
 	}
 	var b strings.Builder
 	if err := WriteTable(&b, []TraceReport{rep}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"trace step: ", "POLICY", "VIOLATIONS", "REPLICA-HOURS", "aloft vs kpa: violations "} {
+	for _, want := range []string{"trace step: ", "POLICY", "VIOLATIONS", "REPLICA-HOURS", "aloft vs kpa: violations ", "aloft-predictive vs kpa-tuned: violations "} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

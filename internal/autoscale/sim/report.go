@@ -13,13 +13,16 @@ type TraceReport struct {
 	Trace   string   `json:"trace"`
 	Stats   Stats    `json:"stats"`
 	Results []Result `json:"results"`
-	// Verdicts compare aloft with kpa, then with kpa-tuned, when they ran.
+	// Verdicts compare aloft, then aloft-predictive, with kpa and with
+	// kpa-tuned, when they ran.
 	Verdicts []Verdict `json:"verdicts,omitempty"`
 }
 
-// Verdict compares aloft with a baseline on one trace. Better means fewer
-// SLO violations at no more replica-hours (compared at the 0.01 printed).
+// Verdict compares aloft (or aloft-predictive) with a baseline on one
+// trace. Better means fewer SLO violations at no more replica-hours
+// (compared at the 0.01 printed).
 type Verdict struct {
+	Policy               string  `json:"policy"` // aloft or aloft-predictive
 	Baseline             string  `json:"baseline"`
 	Violations           int     `json:"violations"`
 	BaselineViolations   int     `json:"baselineViolations"`
@@ -33,8 +36,12 @@ func (v Verdict) String() string {
 	if v.Better {
 		word = "better"
 	}
-	return fmt.Sprintf("aloft vs %s: violations %d vs %d, replica-hours %.2f vs %.2f: %s",
-		v.Baseline, v.Violations, v.BaselineViolations, v.ReplicaHours, v.BaselineReplicaHours, word)
+	pol := v.Policy
+	if pol == "" {
+		pol = "aloft"
+	}
+	return fmt.Sprintf("%s vs %s: violations %d vs %d, replica-hours %.2f vs %.2f: %s",
+		pol, v.Baseline, v.Violations, v.BaselineViolations, v.ReplicaHours, v.BaselineReplicaHours, word)
 }
 
 // Compare runs each named policy over tr under m.
@@ -57,7 +64,11 @@ func Compare(tr Trace, m Model, policies []string) (TraceReport, error) {
 	find := func(name string) int {
 		return slices.IndexFunc(rep.Results, func(r Result) bool { return r.Policy == name })
 	}
-	if a := find("aloft"); a >= 0 {
+	for _, pol := range []string{"aloft", "aloft-predictive"} {
+		a := find(pol)
+		if a < 0 {
+			continue
+		}
 		for _, base := range []string{"kpa", "kpa-tuned"} {
 			if b := find(base); b >= 0 {
 				rep.Verdicts = append(rep.Verdicts, NewVerdict(rep.Results[a], rep.Results[b]))
@@ -67,9 +78,11 @@ func Compare(tr Trace, m Model, policies []string) (TraceReport, error) {
 	return rep, nil
 }
 
-// NewVerdict compares a run of aloft with a run of a baseline.
+// NewVerdict compares a run of aloft (or aloft-predictive) with a run of a
+// baseline.
 func NewVerdict(aloft, base Result) Verdict {
 	return Verdict{
+		Policy:     aloft.Policy,
 		Baseline:   base.Policy,
 		Violations: aloft.Violations, BaselineViolations: base.Violations,
 		ReplicaHours: aloft.ReplicaHours, BaselineReplicaHours: base.ReplicaHours,

@@ -130,6 +130,46 @@ func TestSynthetic(t *testing.T) {
 	}
 }
 
+func TestSyntheticSeasonal(t *testing.T) {
+	tr, err := Synthetic("seasonal", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seasons are aligned to the epoch: days start on the hour.
+	if !tr.Start.Equal(tr.Start.Truncate(time.Hour)) || tr.Span() < 5*time.Hour-time.Minute || tr.Span() >= 5*time.Hour {
+		t.Errorf("start %s, span %s", tr.Start, tr.Span())
+	}
+	rate := func(day int, fromH, toH float64) float64 { // req/s between two hours of a day
+		from := time.Duration(day)*time.Hour + time.Duration(fromH*150*float64(time.Second))
+		to := time.Duration(day)*time.Hour + time.Duration(toH*150*float64(time.Second))
+		n := 0
+		for _, r := range tr.Requests {
+			if r.At >= from && r.At < to {
+				n++
+			}
+		}
+		return float64(n) / (to - from).Seconds()
+	}
+	for day := range 5 {
+		night, morning, day1, lunch := rate(day, 0, 7.5), rate(day, 8.5-0.2, 8.5+0.2), rate(day, 9.5, 12), rate(day, 12.8, 13.2)
+		if night < 0.35 || night > 0.65 || day1 < 7 || day1 > 9.2 || lunch > 0.8*day1 || morning > 0.9*day1 || morning < 1 {
+			t.Errorf("day %d: night %.2f, mid-rise %.2f, morning %.2f, lunch %.2f req/s", day, night, morning, day1, lunch)
+		}
+	}
+	// The rise: from the night's rate to the day's within 3 minutes of
+	// trace, starting at 08:00 +- 30 s.
+	for _, d := range []seasonalDayParams{{factor: 1}, {factor: 0.9, shift: 30}, {factor: 1.1, shift: -30}} {
+		ds := []seasonalDayParams{d}
+		start := 8*seasonalHour + d.shift
+		if r := seasonalRate(ds, start-1); r > seasonalNight+1e-9 {
+			t.Errorf("%+v: %.2f req/s before the rise", d, r)
+		}
+		if r := seasonalRate(ds, start+180); r < 8*d.factor-1e-9 {
+			t.Errorf("%+v: %.2f req/s 3 min into the rise", d, r)
+		}
+	}
+}
+
 func TestStats(t *testing.T) {
 	m := testModel() // service = in/1000 s
 	tr := trace(Request{At: 0, In: 1000}, Request{At: sec(30), In: 3000}, Request{At: sec(70), In: 2000}, Request{At: sec(200), In: 6000})

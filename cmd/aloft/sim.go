@@ -24,7 +24,7 @@ func newSimCmd(g *globals) *cobra.Command {
 		policies  string
 	)
 	cmd := &cobra.Command{
-		Use:   "sim --trace FILE.csv [--policy aloft|kpa|skyserve|static]",
+		Use:   "sim --trace FILE.csv [--policy aloft|aloft-predictive|kpa|kpa-tuned|skyserve|static]",
 		Short: "Simulate autoscaling policies over a request trace (offline; no server needed)",
 		Long: `Replays a request trace in a discrete-event simulator against a model of
 replicas and reports, per policy, the requests that missed the SLO, latency,
@@ -35,7 +35,8 @@ Trace: CSV, one request per row: arrival timestamp, input tokens, output
 tokens (the Azure LLM inference trace format, with or without its header
 TIMESTAMP,ContextTokens,GeneratedTokens). A timestamp is
 "2006-01-02 15:04:05.9999999", RFC 3339, or seconds. Or built-in synthetic
-traces with --synthetic step,spike,diurnal.
+traces with --synthetic step,spike,diurnal,seasonal (seasonal: five
+working days, each compressed into one hour, for the forecaster).
 
 Replica model: an LLM server serving --slots requests at once (continuous
 batching); a request holds a slot for
@@ -54,7 +55,11 @@ x --price.
 
 Policies (default: aloft, kpa, skyserve, static):
   aloft      aloft's autoscaler (internal/autoscale): metric concurrency,
-             target 0.7 x slots per replica, its defaults otherwise
+             target 0.7 x slots per replica, downscaleDelay 1m, its
+             defaults otherwise (with the backlog rule)
+  aloft-predictive
+             aloft plus predictive pre-warming (Holt-Winters, season 1h,
+             horizon 2m); needs a trace of at least two seasons
   kpa        Knative Pod Autoscaler with Knative's defaults (target 70
              concurrent requests per pod, 60s/6s windows, 2s tick,
              scale to zero after 30s grace)
@@ -72,7 +77,7 @@ Policies (default: aloft, kpa, skyserve, static):
 				return err
 			}
 			if len(traces) == 0 && synthetic == "" {
-				return &usageError{"sim needs --trace FILE.csv or --synthetic step,spike,diurnal\nusage: " + cmd.UseLine()}
+				return &usageError{"sim needs --trace FILE.csv or --synthetic step,spike,diurnal,seasonal\nusage: " + cmd.UseLine()}
 			}
 			pols, err := sim.ParsePolicies(policies)
 			if err != nil {

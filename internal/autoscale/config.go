@@ -66,7 +66,7 @@ const (
 	// for a 24h season).
 	SeasonBuckets = 288
 	// Holt-Winters smoothing factors for level, trend and season.
-	DefaultAlpha = 0.5
+	DefaultAlpha = 0.1
 	DefaultBeta  = 0.05
 	DefaultGamma = 0.3
 )

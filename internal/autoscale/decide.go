@@ -191,7 +191,7 @@ func Decide(in Input, st State) (Decision, State) {
 		st = learnSojourn(c, in, st)
 	}
 	if c.Predictive.Enabled {
-		st.Forecast = st.Forecast.observe(in.Window, now, &c.Predictive)
+		st.Forecast = st.Forecast.observe(forecastInput(c, in.Window, st.Sojourn), now, &c.Predictive)
 		d.Forecast = st.Forecast.peak(now, &c.Predictive)
 		d.ForecastMin = min(ceilCount(c.replicasFor(d.Forecast, 1)), c.Max)
 	}
@@ -293,6 +293,23 @@ func learnSojourn(c *Config, in Input, st State) State {
 		st.Sojourn = st.InFlightAvg / st.RateAvg
 	}
 	return st
+}
+
+// forecastInput is what the forecaster learns demand from: the window,
+// with the backlog rule applied to each sample that carries a rate (a
+// queue that built up is not demand to pre-warm for).
+func forecastInput(c *Config, w []Sample, sojourn float64) []Sample {
+	if c.Metric != v1.MetricConcurrency || sojourn <= 0 {
+		return w
+	}
+	out := make([]Sample, len(w))
+	copy(out, w)
+	for i := range out {
+		if s := &out[i]; s.RateKnown {
+			s.Value = min(s.Value, s.Rate*sojourn*backlogHeadroom)
+		}
+	}
+	return out
 }
 
 // rateMean is the mean arrival rate of the samples in (from, to] that carry one.

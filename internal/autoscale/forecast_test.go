@@ -47,8 +47,11 @@ func TestForecastRecurringRise(t *testing.T) {
 		// forecast overshot to 1.16 and 1.31 x the plateau.)
 		{name: "20 min late", days: 3, shift: 20 * time.Minute, minBefore: 0.5, maxAfter: 1.01},
 		{name: "40 min late", days: 3, shift: 40 * time.Minute, minBefore: 0.2, maxAfter: 1.01},
-		// An early rise lifts the level for a while.
-		{name: "20 min early", days: 3, shift: -20 * time.Minute, minBefore: 0.99, maxAfter: 1.07},
+		// An early rise lifts the level for a while (with Alpha 0.1 the
+		// level is slow, so the lift lasts: up to 1.18 x the plateau; with
+		// 0.5 it was 1.07, but a late or noisy morning then pulled the
+		// forecast down: bench/autoscale, trace seasonal).
+		{name: "20 min early", days: 3, shift: -20 * time.Minute, minBefore: 0.99, maxAfter: 1.2},
 		// Growth from day to day is a trend, learnt season over season:
 		// positive, and at most the plateau's growth per bucket (the
 		// per-bucket trend ended each day negative: the evening fall). The

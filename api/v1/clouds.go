@@ -145,6 +145,7 @@ func (c CloudConfig) validate(p string, e *errList) {
 	if r := c.SpotInterruptionsPerHour; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 		e.add(p+".spotInterruptionsPerHour", "must be a number >= 0 (got %g)", r)
 	}
+	c.Quota.validate(p+".quota", c, e)
 	switch {
 	case strings.TrimSpace(c.Region) == "":
 		e.add(p+".region", "required: set the region the cloud runs in, e.g. \"local-east\"")

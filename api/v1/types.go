@@ -279,6 +279,10 @@ type CloudConfig struct {
 	SpotInterruptionsPerHour float64 `json:"spotInterruptionsPerHour,omitempty"`
 	// Kubernetes configures a cloud with provider: kubernetes.
 	Kubernetes *KubernetesConfig `json:"kubernetes,omitempty"`
+	// Quota caps how many instances (replicas, of all deployments
+	// together) the cloud, or one region of it, runs at a time, the way
+	// AWS and GCP quotas cap running instances per region; nil: no cap.
+	Quota *CloudQuota `json:"quota,omitempty"`
 }
 
 // ErrorResponse is the JSON body of every non-2xx API answer.

@@ -104,7 +104,7 @@ them when a cloud fails. Run 'aloft server' to start the control plane, then
 		newServerCmd(),
 		newApplyCmd(g), newGetCmd(g), newListCmd(g), newDeleteCmd(g), newScaleCmd(g),
 		newLogsCmd(g), newEventsCmd(g), newRevisionsCmd(g),
-		newCloudsCmd(g), newCloudCmd(g), newPlanCmd(g),
+		newCloudsCmd(g), newCloudCmd(g), newPlanCmd(g), newRenderCmd(g),
 		newLoginCmd(g), newWhoamiCmd(g), newTokenCmd(g), newSecretCmd(g), newEndpointTokenCmd(g),
 		newAuditCmd(g), newWorkspaceCmd(g), newImageCmd(g), newCatalogCmd(g),
 		newSimCmd(g),

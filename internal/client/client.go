@@ -200,6 +200,25 @@ func (c *Client) Plan(ctx context.Context, spec []byte) (v1.PlanResult, error) {
 	return p, err
 }
 
+// Render returns the Kubernetes manifests the server would apply for spec on
+// a kubernetes cloud; query may set "replicas" and "revision".
+func (c *Client) Render(ctx context.Context, cloud string, spec []byte, query map[string]string) ([]byte, error) {
+	q := url.Values{}
+	for k, v := range query {
+		q.Set(k, v)
+	}
+	path := "/api/v1/clouds/" + url.PathEscape(cloud) + "/render"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	resp, err := c.do(ctx, "POST", path, bytes.NewReader(spec), "application/yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
 func (c *Client) DeleteDeployment(ctx context.Context, name string) (v1.Deployment, error) {
 	var d v1.Deployment
 	_, err := c.json(ctx, "DELETE", "/api/v1/deployments/"+url.PathEscape(name), nil, &d)

@@ -124,6 +124,7 @@ var Routes = []Route{
 	{Method: "GET", Path: "/api/v1/clouds", Handler: (*API).listClouds, Role: auth.Viewer},
 	{Method: "POST", Path: "/api/v1/plan", Handler: (*API).plan, Role: auth.Viewer, Scope: ScopeRequest},
 	{Method: "POST", Path: "/api/v1/clouds/{name}/{action}", Handler: (*API).cloudAction, Role: auth.Admin, Action: "cloud.action"},
+	{Method: "POST", Path: "/api/v1/clouds/{name}/render", Handler: (*API).render, Role: auth.Viewer, Scope: ScopeRequest},
 	{Method: "GET", Path: "/api/v1/images", Handler: (*API).listImages, Role: auth.Viewer},
 	{Method: "POST", Path: "/api/v1/images", Handler: (*API).importImage, Role: auth.Developer, Action: "image.import", RawBody: true},
 	{Method: "DELETE", Path: "/api/v1/images", Handler: (*API).removeImage, Role: auth.Admin, Action: "image.remove"},

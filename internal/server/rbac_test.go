@@ -61,6 +61,7 @@ var rules = map[string]rule{
 	"GET /api/v1/clouds":                                     {auth.Viewer, false},
 	"POST /api/v1/plan":                                      {auth.Viewer, true},
 	"POST /api/v1/clouds/{name}/{action}":                    {auth.Admin, false},
+	"POST /api/v1/clouds/{name}/render":                      {auth.Viewer, true},
 	"GET /api/v1/images":                                     {auth.Viewer, false},
 	"POST /api/v1/images":                                    {auth.Developer, false},
 	"DELETE /api/v1/images":                                  {auth.Admin, false},
@@ -173,6 +174,8 @@ func (e *rbacEnv) requestFor(rt Route, ws string) *http.Request {
 		body = "name: new-" + ws + "\ncommand: [x]\nreplicas: 0\n"
 	case "POST /api/v1/plan":
 		body = "name: plan-" + ws + "\ncommand: [x]\nreplicas: 1\n"
+	case "POST /api/v1/clouds/{name}/render":
+		body = "name: render-" + ws + "\nimage: x:1\nreplicas: 1\n"
 	case "PUT /api/v1/deployments/{name}":
 		body = "name: dep-" + ws + "\ncommand: [x]\nreplicas: 0\n"
 	case "POST /api/v1/deployments/{name}/scale":

@@ -22,6 +22,7 @@ import (
 	"github.com/aloft-dev/aloft/internal/gateway"
 	"github.com/aloft-dev/aloft/internal/image"
 	"github.com/aloft-dev/aloft/internal/provider"
+	"github.com/aloft-dev/aloft/internal/provider/kubernetes"
 	"github.com/aloft-dev/aloft/internal/provider/local"
 	"github.com/aloft-dev/aloft/internal/secrets"
 	"github.com/aloft-dev/aloft/internal/store"
@@ -199,6 +200,15 @@ func Run(ctx context.Context, cfg Config) error {
 				Cloud: c.Name, Dir: filepath.Join(cfg.DataDir, "clouds", c.Name), OnChange: onChange,
 				Logger: log.With("cloud", c.Name), OCI: containers,
 			})
+		case v1.ProviderKubernetes:
+			p, err := kubernetes.New(c, kubernetes.Options{OnChange: onChange, Logger: log.With("cloud", c.Name)})
+			if err != nil {
+				// A bad kubeconfig or a missing context is the cloud's
+				// condition, not the server's: the others keep working.
+				log.Error("kubernetes cloud unavailable", "cloud", c.Name, "err", err)
+				return kubernetes.NewUnavailable(c.Name, err), nil
+			}
+			return p, nil
 		default:
 			return nil, fmt.Errorf("provider %q is not supported", c.Provider)
 		}

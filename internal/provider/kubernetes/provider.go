@@ -15,7 +15,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -88,9 +87,11 @@ type Provider struct {
 	objs     map[string]*object
 	stopped  map[string]time.Time // replica ids stopped (or asked to stop) recently
 	binds    map[types.UID]string // bindings written but not yet in the cache
-	syncedAt time.Time
-	seq      uint64
-	closed   bool
+	// initialPods are the pods the caches held when they first synced.
+	initialPods map[types.UID]bool
+	syncedAt    time.Time
+	seq         uint64
+	closed      bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -216,12 +217,13 @@ func newProvider(cloud v1.CloudConfig, k v1.KubernetesConfig, opts Options, clie
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "aloft-" + cloud.Name}),
-		synced:   make(chan struct{}),
-		replicas: map[string]*replica{},
-		objs:     map[string]*object{},
-		stopped:  map[string]time.Time{},
-		binds:    map[types.UID]string{},
-		ctx:      ctx, cancel: cancel,
+		synced:      make(chan struct{}),
+		replicas:    map[string]*replica{},
+		objs:        map[string]*object{},
+		stopped:     map[string]time.Time{},
+		binds:       map[types.UID]string{},
+		initialPods: map[types.UID]bool{},
+		ctx:         ctx, cancel: cancel,
 		notes: newNotifier(opts.OnChange),
 	}
 	p.makeInformers()
@@ -433,6 +435,11 @@ func (p *Provider) waitSynced() {
 	}
 	p.mu.Lock()
 	p.syncedAt = time.Now()
+	for _, o := range p.pods.GetStore().List() {
+		if pod, ok := o.(*corev1.Pod); ok {
+			p.initialPods[pod.UID] = true
+		}
+	}
 	p.mu.Unlock()
 	close(p.synced)
 	p.log.Info("kubernetes caches synced", "server", p.server, "namespace", p.ns)
@@ -816,7 +823,6 @@ func (p *Provider) Stop(ctx context.Context, id string, _ time.Duration) error {
 		return nil
 	}
 	rep.stopping = true
-	pod := p.viewLocked(name, time.Now()).podOf[id]
 	p.mu.Unlock()
 
 	if err := p.Health(); err != nil {
@@ -825,13 +831,9 @@ func (p *Provider) Stop(ctx context.Context, id string, _ time.Duration) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.callTimeout)
 	defer cancel()
-	if pod != nil && pod.Annotations[AnnotationDeletionCost] != stopCost {
-		if err := p.annotate(cctx, pod, false, map[string]*string{AnnotationDeletionCost: ptr(stopCost)}); err != nil && !apierrors.IsNotFound(err) {
-			p.queue.Add("obj/" + name)
-			return fmt.Errorf("stop replica %s: mark pod %s for removal: %w", id, pod.Name, err)
-		}
-	}
+	// reconcile marks the pod, then shrinks (or deletes) the Deployment.
 	if err := p.reconcile(cctx, name, false); err != nil {
+		p.queue.AddRateLimited("obj/" + name)
 		return fmt.Errorf("stop replica %s: %w", id, err)
 	}
 	p.mu.Lock()

@@ -42,7 +42,14 @@ type view struct {
 	// they are bound now; remarked are wanted replicas' pods that still
 	// carry the stop mark.
 	unmarked, remarked []*corev1.Pod
-	stopped            map[string]time.Time
+	// stopping are the pods of stopping replicas without the stop mark.
+	stopping []*corev1.Pod
+	// unbound counts the live pods bound to no replica that were there when
+	// the provider's caches first synced; inGrace says the adoption grace is
+	// not over.
+	unbound int
+	inGrace bool
+	stopped map[string]time.Time
 }
 
 // viewLocked builds the view of the Deployment named name.
@@ -110,6 +117,12 @@ func (p *Provider) viewLocked(name string, now time.Time) *view {
 		return 0
 	})
 	v.free = unbound
+	v.inGrace = !grace
+	for _, pod := range unbound {
+		if p.initialPods[pod.UID] {
+			v.unbound++
+		}
+	}
 	for _, pod := range orphans {
 		if pod.Annotations[AnnotationDeletionCost] == stopCost {
 			v.marked = append(v.marked, pod)
@@ -121,6 +134,9 @@ func (p *Provider) viewLocked(name string, now time.Time) *view {
 	if obj != nil {
 		for _, rep := range sortedReplicas(obj.reps) {
 			if rep.stopping {
+				if pod := v.podOf[rep.id]; pod != nil && pod.Annotations[AnnotationDeletionCost] != stopCost {
+					v.stopping = append(v.stopping, pod)
+				}
 				continue
 			}
 			v.wanted = append(v.wanted, rep)
@@ -136,8 +152,18 @@ func (p *Provider) viewLocked(name string, now time.Time) *view {
 	return v
 }
 
-// desired is the replica count the Deployment should have.
-func (v *view) desired() int { return len(v.wanted) + v.protected }
+// desired is the replica count the Deployment should have: the wanted
+// replicas, plus during the adoption grace the pods a restarted server may
+// still adopt: those bound to replicas it does not know yet, and unbound
+// ones that predate the provider beyond what wanted replicas without a pod
+// take (the replacement of a pod deleted while no server watched).
+func (v *view) desired() int {
+	n := len(v.wanted) + v.protected
+	if v.inGrace {
+		n += max(0, v.unbound-len(v.need))
+	}
+	return n
+}
 
 // converged reports whether the Deployment has desired replicas and its
 // ReplicaSets have acted on that.
@@ -236,7 +262,7 @@ func (p *Provider) reconcile(ctx context.Context, name string, force bool) error
 		binds = append(binds, bindOp{pool[i], rep.id})
 		used[pool[i].UID] = true
 	}
-	var mark []*corev1.Pod
+	mark := slices.Clone(v.stopping)
 	for _, pod := range v.unmarked {
 		if !used[pod.UID] {
 			mark = append(mark, pod)
@@ -252,7 +278,17 @@ func (p *Provider) reconcile(ctx context.Context, name string, force bool) error
 	}
 	p.mu.Unlock()
 
+	// Pods to be removed get the stop mark before the Deployment shrinks, or
+	// the ReplicaSet could remove a wanted replica's pod instead.
 	var side []error
+	for _, pod := range mark {
+		if err := p.annotate(ctx, pod, false, map[string]*string{AnnotationDeletionCost: ptr(stopCost)}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("mark pod %s for removal: %w", pod.Name, err)
+		}
+	}
+	if len(mark) > 0 {
+		p.waitMarked(ctx, mark, 2*time.Second)
+	}
 	for _, b := range binds {
 		err := p.annotate(ctx, b.pod, true, map[string]*string{AnnotationReplica: ptr(b.id), AnnotationDeletionCost: nil})
 		if err != nil {
@@ -264,11 +300,6 @@ func (p *Provider) reconcile(ctx context.Context, name string, force bool) error
 		p.mu.Unlock()
 		p.log.Info("pod bound", "pod", b.pod.Name, "replica", b.id)
 		p.notes.notify(b.id)
-	}
-	for _, pod := range mark {
-		if err := p.annotate(ctx, pod, false, map[string]*string{AnnotationDeletionCost: ptr(stopCost)}); err != nil && !apierrors.IsNotFound(err) {
-			side = append(side, fmt.Errorf("mark pod %s for removal: %w", pod.Name, err))
-		}
 	}
 	for _, pod := range v.remarked {
 		if err := p.annotate(ctx, pod, false, map[string]*string{AnnotationDeletionCost: nil}); err != nil && !apierrors.IsNotFound(err) {
@@ -312,6 +343,32 @@ func (p *Provider) reconcile(ctx context.Context, name string, force bool) error
 		p.mu.Unlock()
 	}
 	return nil
+}
+
+// waitMarked waits (up to limit) until the pod cache shows the stop mark
+// on pods (or them gone): the ReplicaSet controller reads pods from a cache
+// of its own, fed by the same API server, and must see the mark before the
+// scale-down for the mark to decide which pod goes.
+func (p *Provider) waitMarked(ctx context.Context, pods []*corev1.Pod, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for {
+		done := true
+		for _, pod := range pods {
+			o, ok, _ := p.pods.GetStore().Get(pod)
+			if cur, _ := o.(*corev1.Pod); ok && cur != nil && cur.UID == pod.UID && cur.Annotations[AnnotationDeletionCost] != stopCost {
+				done = false
+				break
+			}
+		}
+		if done || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // forgetLocked drops a replica whose scale-down was applied.

@@ -14,8 +14,12 @@ import (
 // nodes that carry the type's product label, match its nodeSelector and whose
 // taints its tolerations allow; every configured GPU type is listed, with 0
 // when no such node has any free. Without permission to list nodes and pods
-// cluster-wide the result is empty (and Capacity logs why).
+// cluster-wide (or before the first list) the result is the zero Capacity,
+// whose empty Memory tells it from a full cluster (Memory "0").
 func (p *Provider) FreeCapacity() v1.Capacity {
+	if !p.nodes.HasSynced() || !p.allPods.HasSynced() || p.health.listErr(infNodes) != nil || p.health.listErr(infAllPods) != nil {
+		return v1.Capacity{}
+	}
 	nodes := p.nodes.GetStore().List()
 	usage := map[string]corev1.ResourceList{}
 	for _, o := range p.allPods.GetStore().List() {

@@ -43,6 +43,12 @@ func testCluster(t *testing.T) (*k8stest.Cluster, kubernetes.Interface) {
 			{Name: "cpu-node", CPU: "16", Memory: "64Gi"},
 		},
 	})
+	return clientFor(t, c)
+}
+
+// clientFor returns an admin client of a test cluster.
+func clientFor(t *testing.T, c *k8stest.Cluster) (*k8stest.Cluster, kubernetes.Interface) {
+	t.Helper()
 	rc, _, err := restConfig(c.Kubeconfig, c.Context)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +286,8 @@ func TestCluster(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, "free capacity", func() (bool, string) {
 			fc := p.FreeCapacity()
-			return fc.GPUs["h100"] == 1 && fc.GPUs["a100"] == 0, fmt.Sprintf("%+v", fc)
+			// h100-node: 32 cpu, 256Gi, 4 GPUs; cpu-node: 16 cpu, 64Gi; 3 replicas take 1 cpu, 1Gi, 1 GPU each.
+			return fc.GPUs["h100"] == 1 && fc.GPUs["a100"] == 0 && fc.CPU == 45 && fc.Memory == v1.FormatQuantity((256-3+64)*v1.GiB), fmt.Sprintf("%+v", fc)
 		})
 		if err := p.Health(); err != nil {
 			t.Errorf("Health: %v", err)
@@ -572,16 +579,53 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("scale-to-zero", func(t *testing.T) {
+	t.Run("new-revision", func(t *testing.T) {
+		// Revision 2 (new image and port) starts beside revision 1; the
+		// Service follows the newest revision and stays when revision 1 goes.
+		llm2 := spec("llm", "registry.example/llm:2", "h100", 1)
+		llm2.Port = 8001
+		if _, err := p2.Start(ctx, provider.Replica{ID: "llm2-a", Deployment: "llm", Revision: 2, Spec: llm2}); err != nil {
+			t.Fatal(err)
+		}
+		inst := waitState(t, p2, "llm2-a", v1.ReplicaReady, 60*time.Second)
+		if !strings.HasSuffix(inst.Endpoint, ":8001") {
+			t.Errorf("endpoint %s", inst.Endpoint)
+		}
+		waitFor(t, 30*time.Second, "Service on port 8001", func() (bool, string) {
+			svc, err := cs.CoreV1().Services("default").Get(ctx, "llm", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return svc.Spec.Ports[0].Port == 8001, fmt.Sprint(svc.Spec.Ports)
+		})
+		if d := getDeployment(t, cs, "default", "llm-r2"); d == nil || d.Spec.Template.Spec.Containers[0].Image != "registry.example/llm:2" {
+			t.Fatalf("llm-r2: %v", d)
+		}
 		if err := p2.Stop(ctx, "llm-a", time.Second); err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, 30*time.Second, "revision 1 gone", func() (bool, string) {
+			return getDeployment(t, cs, "default", "llm-r1") == nil && len(livePods(t, cs, "default", llmSel)) == 0, ""
+		})
+		if _, err := cs.CoreV1().Services("default").Get(ctx, "llm", metav1.GetOptions{}); err != nil {
+			t.Errorf("Service removed while revision 2 runs: %v", err)
+		}
+		waitState(t, p2, "llm2-a", v1.ReplicaReady, 10*time.Second)
+	})
+
+	t.Run("scale-to-zero", func(t *testing.T) {
+		if err := p2.Stop(ctx, "llm2-a", time.Second); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, 30*time.Second, "Deployment, Service and pods gone", func() (bool, string) {
-			d := getDeployment(t, cs, "default", "llm-r1")
+			d := getDeployment(t, cs, "default", "llm-r2")
 			_, serr := cs.CoreV1().Services("default").Get(ctx, "llm", metav1.GetOptions{})
-			pods := livePods(t, cs, "default", llmSel)
+			pods := livePods(t, cs, "default", objectSelector("llm", 2))
 			return d == nil && apierrors.IsNotFound(serr) && len(pods) == 0, fmt.Sprintf("deployment %v service %v pods %d", d != nil, serr, len(pods))
 		})
+		if _, err := p2.Get("llm2-a"); !errors.Is(err, provider.ErrNotFound) {
+			t.Errorf("Get after scale to zero: %v", err)
+		}
 	})
 
 	t.Run("render-equals-applied", func(t *testing.T) {
@@ -691,6 +735,9 @@ func TestCluster(t *testing.T) {
 			return err != nil && strings.Contains(err.Error(), "forbidden"), fmt.Sprint(err)
 		})
 		t.Logf("Health: %v", pn.Health())
+		if fc := pn.FreeCapacity(); fc.Memory != "" || fc.CPU != 0 || fc.GPUs != nil {
+			t.Errorf("capacity without permission to list nodes: %+v, want the zero Capacity", fc)
+		}
 	})
 
 	t.Run("missing-context", func(t *testing.T) {

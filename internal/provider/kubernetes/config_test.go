@@ -122,7 +122,7 @@ func TestUnreachable(t *testing.T) {
 	if _, err := p.Get("r1"); !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("Get: %v", err)
 	}
-	if c := p.FreeCapacity(); c.CPU != 0 || c.GPUs != nil {
+	if c := p.FreeCapacity(); c.CPU != 0 || c.GPUs != nil || c.Memory != "" {
 		t.Errorf("capacity %+v", c)
 	}
 }

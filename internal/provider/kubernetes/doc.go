@@ -53,7 +53,9 @@
 // aloft.dev/deployment and aloft.dev/revision). After a restart, pods bound
 // to replicas the new server has not adopted yet are left alone for
 // Options.AdoptGrace after the caches synced; Deployments and Secrets no
-// adopted replica wants are removed after that.
+// adopted replica wants are removed after that. So one aloft server owns
+// the managed objects of a namespace: two servers (or two clouds) must not
+// share one.
 //
 // Secrets: env entries with valueFrom.secret become secretKeyRef
 // references to a Secret named like the Deployment, keyed by aloft secret

@@ -61,12 +61,10 @@ func (c *Controller) applyHealth(states map[string]store.CloudState) {
 
 // Unreachable lists the clouds that do not answer now, with the reason.
 func (c *Controller) Unreachable() map[string]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	out := map[string]string{}
-	for k, v := range c.down {
-		if v != "" {
-			out[k] = v
+	for _, cl := range c.clouds.List() {
+		if why := unreachable(cl); why != "" {
+			out[cl.Config.Name] = why
 		}
 	}
 	return out

@@ -1,7 +1,7 @@
 # aloft: `make demo` runs the product end to end; `make test` runs every test.
 GO ?= go
 
-.PHONY: build demo test fuzz bench-gateway bench-deploy bench-placement bench-autoscale clean example-image k8s-tools
+.PHONY: build demo test fuzz bench-gateway bench-deploy bench-placement bench-autoscale bench-kubernetes clean example-image k8s-tools
 
 # Each fuzz target runs for FUZZTIME in CI; run longer by hand: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
@@ -53,3 +53,7 @@ bench-placement:
 # Autoscaling policies in the simulator over real and synthetic traces; see bench/autoscale/README.md.
 bench-autoscale:
 	$(GO) run ./bench/autoscale
+
+# 3 test clusters (internal/k8stest), 100 replicas applied over them; see bench/kubernetes/README.md.
+bench-kubernetes: k8s-tools
+	$(GO) run ./bench/kubernetes

@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/aloft-dev/aloft/api/v1"
 	"github.com/aloft-dev/aloft/internal/k8stest"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Kubernetes clouds end to end: real control planes (etcd, kube-apiserver,
@@ -94,84 +96,35 @@ func kubeCloudsFile(t *testing.T, k kubeClusters) string {
 	return path
 }
 
-type kubeList[T any] struct {
-	Items []T `json:"items"`
-}
-
-type kubeMeta struct {
-	Name        string            `json:"name"`
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	UID         string            `json:"uid"`
-	Deletion    *string           `json:"deletionTimestamp"`
-}
-
-type kubeDeployment struct {
-	Metadata kubeMeta `json:"metadata"`
-	Spec     struct {
-		Replicas int `json:"replicas"`
-		Template struct {
-			Spec struct {
-				Containers []struct {
-					Image string `json:"image"`
-				} `json:"containers"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
-}
-
-type kubePod struct {
-	Metadata kubeMeta `json:"metadata"`
-	Spec     struct {
-		NodeName string `json:"nodeName"`
-	} `json:"spec"`
-	Status struct {
-		Phase      string `json:"phase"`
-		Conditions []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-		} `json:"conditions"`
-	} `json:"status"`
-}
-
-func (p kubePod) ready() bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == "True"
-		}
-	}
-	return false
-}
-
-func kubeDeployments(t *testing.T, c *k8stest.Cluster, dep string) []kubeDeployment {
+func kubeDeployments(t *testing.T, c *k8stest.Cluster, dep string) []appsv1.Deployment {
 	t.Helper()
-	var l kubeList[kubeDeployment]
-	if err := c.Do(context.Background(), "GET", "/apis/apps/v1/namespaces/default/deployments?labelSelector=aloft.dev%2Fdeployment%3D"+dep, nil, &l); err != nil {
+	ds, err := c.Deployments(context.Background(), "default", "aloft.dev/deployment="+dep)
+	if err != nil {
 		t.Fatalf("%s: list deployments: %v", c.Name, err)
 	}
-	return l.Items
+	return ds
 }
 
 // kubePods lists the live (not terminating) pods of an aloft deployment.
-func kubePods(t *testing.T, c *k8stest.Cluster, dep string) []kubePod {
+func kubePods(t *testing.T, c *k8stest.Cluster, dep string) []corev1.Pod {
 	t.Helper()
-	var l kubeList[kubePod]
-	if err := c.Do(context.Background(), "GET", "/api/v1/namespaces/default/pods?labelSelector=aloft.dev%2Fdeployment%3D"+dep, nil, &l); err != nil {
+	ps, err := c.Pods(context.Background(), "default", "aloft.dev/deployment="+dep)
+	if err != nil {
 		t.Fatalf("%s: list pods: %v", c.Name, err)
 	}
-	var out []kubePod
-	for _, p := range l.Items {
-		if p.Metadata.Deletion == nil {
+	var out []corev1.Pod
+	for _, p := range ps {
+		if p.DeletionTimestamp == nil {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-func readyPods(ps []kubePod) int {
+func readyPods(ps []corev1.Pod) int {
 	n := 0
-	for _, p := range ps {
-		if p.ready() {
+	for i := range ps {
+		if k8stest.PodReady(&ps[i]) {
 			n++
 		}
 	}
@@ -198,6 +151,9 @@ func TestKubernetesHybridSpread(t *testing.T) {
 		if c.Name != "kube-bad" && c.Unreachable != "" {
 			t.Errorf("%s unreachable: %s", c.Name, c.Unreachable)
 		}
+		if c.Name == "kube-a" && (c.Capacity.CPU != 48 || c.Capacity.GPUs["h100"] != 8) {
+			t.Errorf("kube-a capacity %+v, want its nodes' 48 CPU and 8 h100", c.Capacity)
+		}
 	}
 
 	spec := e.writeSpec("hybrid", `name: hybrid
@@ -214,7 +170,7 @@ health: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}
 	}
 	for _, c := range []*k8stest.Cluster{k.a, k.b} {
 		ds := kubeDeployments(t, c, "hybrid")
-		if len(ds) != 1 || ds[0].Metadata.Name != "hybrid-r1" || ds[0].Spec.Replicas != 1 || ds[0].Metadata.Labels["aloft.dev/revision"] != "1" {
+		if len(ds) != 1 || ds[0].Name != "hybrid-r1" || *ds[0].Spec.Replicas != 1 || ds[0].Labels["aloft.dev/revision"] != "1" {
 			t.Fatalf("%s: deployments %+v, want hybrid-r1 with 1 replica", c.Name, ds)
 		}
 		if ps := kubePods(t, c, "hybrid"); readyPods(ps) != 1 {
@@ -254,13 +210,13 @@ health: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}
 		t.Fatalf("kubectl diff of the rendered manifests against kube-b: %v\n%s\nrendered:\n%s", err, out, rendered)
 	}
 	// And they apply cleanly: the objects do not change.
-	before := kubeDeployments(t, k.b, "hybrid")[0].Metadata
+	before := kubeDeployments(t, k.b, "hybrid")[0].ObjectMeta
 	apply := exec.Command(kubectl, "--kubeconfig", k.b.Kubeconfig, "--context", k.b.Context, "apply", "--server-side", "--field-manager=aloft", "-f", "-")
 	apply.Stdin = strings.NewReader(rendered)
 	if out, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	if after := kubeDeployments(t, k.b, "hybrid")[0].Metadata; after.UID != before.UID {
+	if after := kubeDeployments(t, k.b, "hybrid")[0].ObjectMeta; after.UID != before.UID {
 		t.Errorf("deployment replaced by kubectl apply of the render")
 	}
 
@@ -295,7 +251,7 @@ resources: {cpu: 4, memory: 16Gi, gpu: {type: %s, count: 1}}
 	}
 	for _, p := range kubePods(t, k.a, "llm") {
 		if p.Spec.NodeName != "h100-a" {
-			t.Errorf("pod %s on node %s, want h100-a", p.Metadata.Name, p.Spec.NodeName)
+			t.Errorf("pod %s on node %s, want h100-a", p.Name, p.Spec.NodeName)
 		}
 	}
 
@@ -304,10 +260,10 @@ resources: {cpu: 4, memory: 16Gi, gpu: {type: %s, count: 1}}
 	e.waitFor("revision 2 rolled out on kube-a", 90*time.Second, func() (bool, string) {
 		ds := kubeDeployments(t, k.a, "llm")
 		d := e.get("llm")
-		ok := len(ds) == 1 && ds[0].Metadata.Name == "llm-r2" && d.Revision == 2 && d.Status.Phase == v1.PhaseReady && d.Status.ReadyReplicas == 2
+		ok := len(ds) == 1 && ds[0].Name == "llm-r2" && d.Revision == 2 && d.Status.Phase == v1.PhaseReady && d.Status.ReadyReplicas == 2
 		names := []string{}
 		for _, x := range ds {
-			names = append(names, x.Metadata.Name)
+			names = append(names, x.Name)
 		}
 		return ok, fmt.Sprintf("deployments %v, aloft revision %d phase %s ready %d", names, d.Revision, d.Status.Phase, d.Status.ReadyReplicas)
 	})
@@ -318,8 +274,8 @@ resources: {cpu: 4, memory: 16Gi, gpu: {type: %s, count: 1}}
 	e.waitFor("old pods gone", 60*time.Second, func() (bool, string) {
 		ps := kubePods(t, k.a, "llm")
 		for _, p := range ps {
-			if p.Metadata.Labels["aloft.dev/revision"] != "2" {
-				return false, "pod " + p.Metadata.Name + " of revision " + p.Metadata.Labels["aloft.dev/revision"]
+			if p.Labels["aloft.dev/revision"] != "2" {
+				return false, "pod " + p.Name + " of revision " + p.Labels["aloft.dev/revision"]
 			}
 		}
 		return len(ps) == 2, fmt.Sprint(len(ps), " pods")
@@ -359,7 +315,7 @@ placement: {clouds: [kube-a, kube-b]}
 	}
 	podsBefore := map[string]bool{}
 	for _, p := range kubePods(t, k.a, "svc") {
-		podsBefore[p.Metadata.Name] = true
+		podsBefore[p.Name] = true
 	}
 
 	stopped := time.Now()
@@ -399,9 +355,9 @@ placement: {clouds: [kube-a, kube-b]}
 	})
 	var after []string
 	for _, p := range kubePods(t, k.a, "svc") {
-		after = append(after, p.Metadata.Name)
-		if !podsBefore[p.Metadata.Name] {
-			t.Errorf("kube-a pod %s is new: a wanted pod was deleted and replaced", p.Metadata.Name)
+		after = append(after, p.Name)
+		if !podsBefore[p.Name] {
+			t.Errorf("kube-a pod %s is new: a wanted pod was deleted and replaced", p.Name)
 		}
 	}
 	sort.Strings(after)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,37 +11,6 @@ import (
 	"github.com/aloft-dev/aloft/internal/k8stest"
 )
 
-// What the bench reads from the clusters' REST API: the pods and
-// Deployments of one aloft deployment, in the namespace "default".
-
-type kubeMeta struct {
-	Name     string  `json:"name"`
-	Deletion *string `json:"deletionTimestamp"`
-}
-
-type kubePod struct {
-	Metadata kubeMeta `json:"metadata"`
-	Status   struct {
-		Conditions []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-		} `json:"conditions"`
-	} `json:"status"`
-}
-
-func (p kubePod) ready() bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == "True"
-		}
-	}
-	return false
-}
-
-type kubeList[T any] struct {
-	Items []T `json:"items"`
-}
-
 // podCount is what one cluster runs of a deployment.
 type podCount struct {
 	all   int // every pod object, terminating ones included
@@ -50,20 +18,16 @@ type podCount struct {
 	ready int // not terminating and Ready
 }
 
-func selector(dep string) string {
-	return "labelSelector=" + url.QueryEscape("aloft.dev/deployment="+dep)
-}
-
 func countPods(ctx context.Context, c *k8stest.Cluster, dep string) (podCount, error) {
-	var l kubeList[kubePod]
-	if err := c.Do(ctx, "GET", "/api/v1/namespaces/default/pods?"+selector(dep), nil, &l); err != nil {
+	ps, err := c.Pods(ctx, "default", "aloft.dev/deployment="+dep)
+	if err != nil {
 		return podCount{}, fmt.Errorf("%s: list pods: %w", c.Name, err)
 	}
-	n := podCount{all: len(l.Items)}
-	for _, p := range l.Items {
-		if p.Metadata.Deletion == nil {
+	n := podCount{all: len(ps)}
+	for i := range ps {
+		if ps[i].DeletionTimestamp == nil {
 			n.live++
-			if p.ready() {
+			if k8stest.PodReady(&ps[i]) {
 				n.ready++
 			}
 		}
@@ -72,13 +36,11 @@ func countPods(ctx context.Context, c *k8stest.Cluster, dep string) (podCount, e
 }
 
 func countDeployments(ctx context.Context, c *k8stest.Cluster, dep string) (int, error) {
-	var l kubeList[struct {
-		Metadata kubeMeta `json:"metadata"`
-	}]
-	if err := c.Do(ctx, "GET", "/apis/apps/v1/namespaces/default/deployments?"+selector(dep), nil, &l); err != nil {
+	ds, err := c.Deployments(ctx, "default", "aloft.dev/deployment="+dep)
+	if err != nil {
 		return 0, fmt.Errorf("%s: list deployments: %w", c.Name, err)
 	}
-	return len(l.Items), nil
+	return len(ds), nil
 }
 
 // cloudsFile writes a clouds file with the clusters as kubernetes clouds

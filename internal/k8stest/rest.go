@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func newHTTPClient() *http.Client {
@@ -184,4 +188,40 @@ func Poll(ctx context.Context, timeout, interval time.Duration, what string, con
 		case <-tick.C:
 		}
 	}
+}
+
+// Pods lists the pods of namespace that match the label selector (e.g.
+// "aloft.dev/deployment=web"; "" for all), terminating ones included.
+func (c *Cluster) Pods(ctx context.Context, namespace, selector string) ([]corev1.Pod, error) {
+	var l corev1.PodList
+	if err := c.Do(ctx, "GET", "/api/v1/namespaces/"+namespace+"/pods"+labelQuery(selector), nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// Deployments lists the Deployments of namespace that match the label selector.
+func (c *Cluster) Deployments(ctx context.Context, namespace, selector string) ([]appsv1.Deployment, error) {
+	var l appsv1.DeploymentList
+	if err := c.Do(ctx, "GET", "/apis/apps/v1/namespaces/"+namespace+"/deployments"+labelQuery(selector), nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// PodReady reports whether the pod's Ready condition is true.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func labelQuery(selector string) string {
+	if selector == "" {
+		return ""
+	}
+	return "?labelSelector=" + url.QueryEscape(selector)
 }

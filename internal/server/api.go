@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -578,9 +579,14 @@ func (a *API) cloudView(ctx context.Context) ([]v1.Cloud, error) {
 	out := make([]v1.Cloud, 0, len(a.Clouds.List()))
 	for _, c := range a.Clouds.List() {
 		st := stateOf[c.Config.Name]
+		capacity := c.Config.Capacity
+		if r, ok := c.Provider.(provider.CapacityReporter); ok {
+			// Observed live (a cluster's nodes): what aloft uses plus what is free.
+			capacity = addCapacity(used[c.Config.Name], r.FreeCapacity())
+		}
 		out = append(out, v1.Cloud{
 			Name: c.Config.Name, Provider: c.Config.Provider, Region: c.Config.Region, Labels: c.Config.Labels,
-			Capacity: c.Config.Capacity, Prices: c.Config.Prices, Runtimes: c.Provider.Runtimes(),
+			Capacity: capacity, Prices: c.Config.Prices, Runtimes: c.Provider.Runtimes(),
 			Cordoned: st.Cordoned, Failed: st.Failed, Unreachable: down[c.Config.Name], Used: used[c.Config.Name],
 		})
 	}
@@ -649,3 +655,19 @@ func (a *API) cloudAction(w http.ResponseWriter, r *http.Request) {
 
 //go:embed openapi.json
 var openAPIDocument []byte
+
+// addCapacity is a + b (memory as a quantity; an unparsable one counts 0).
+func addCapacity(a, b v1.Capacity) v1.Capacity {
+	ma, _ := v1.ParseQuantity(a.Memory)
+	mb, _ := v1.ParseQuantity(b.Memory)
+	out := v1.Capacity{CPU: math.Round((a.CPU+b.CPU)*1000) / 1000, Memory: fmt.Sprintf("%dMi", (ma+mb)>>20)}
+	for _, m := range []map[string]int{a.GPUs, b.GPUs} {
+		for k, v := range m {
+			if out.GPUs == nil {
+				out.GPUs = map[string]int{}
+			}
+			out.GPUs[k] += v
+		}
+	}
+	return out
+}

@@ -198,10 +198,10 @@ func Run(ctx context.Context, cfg Config) error {
 		case "local", "":
 			return local.New(local.Options{
 				Cloud: c.Name, Dir: filepath.Join(cfg.DataDir, "clouds", c.Name), OnChange: onChange,
-				Logger: log.With("cloud", c.Name), OCI: containers,
+				Logger: log, OCI: containers, // the provider adds the cloud
 			})
 		case v1.ProviderKubernetes:
-			p, err := kubernetes.New(c, kubernetes.Options{OnChange: onChange, Logger: log.With("cloud", c.Name)})
+			p, err := kubernetes.New(c, kubernetes.Options{OnChange: onChange, Logger: log})
 			if err != nil {
 				// A bad kubeconfig or a missing context is the cloud's
 				// condition, not the server's: the others keep working.

@@ -35,6 +35,22 @@ func countPods(ctx context.Context, c *k8stest.Cluster, dep string) (podCount, e
 	return n, nil
 }
 
+// sumPods adds up what of (pick) the clusters run of a deployment, and says
+// it per cluster ("kube-1 34, kube-2 33").
+func sumPods(ctx context.Context, clusters []*k8stest.Cluster, dep string, pick func(podCount) int) (int, string, error) {
+	total := 0
+	var parts []string
+	for _, cl := range clusters {
+		pc, err := countPods(ctx, cl, dep)
+		if err != nil {
+			return 0, "", err
+		}
+		total += pick(pc)
+		parts = append(parts, fmt.Sprintf("%s %d", cl.Name, pick(pc)))
+	}
+	return total, strings.Join(parts, ", "), nil
+}
+
 func countDeployments(ctx context.Context, c *k8stest.Cluster, dep string) (int, error) {
 	ds, err := c.Deployments(ctx, "default", "aloft.dev/deployment="+dep)
 	if err != nil {

@@ -321,18 +321,12 @@ placement: {spread: {minClouds: %d, maxPerCloud: %d}}
 		func() error {
 			var last string
 			err := waitUntil(ctx, cfg.timeout, 200*time.Millisecond, func() bool {
-				total := 0
-				var parts []string
-				for _, cl := range clusters {
-					pc, err := countPods(ctx, cl, dep)
-					if err != nil {
-						last = err.Error()
-						return false
-					}
-					total += pc.ready
-					parts = append(parts, fmt.Sprintf("%s %d", cl.Name, pc.ready))
+				total, parts, err := sumPods(ctx, clusters, dep, func(pc podCount) int { return pc.ready })
+				if err != nil {
+					last = err.Error()
+					return false
 				}
-				last = strings.Join(parts, ", ") + " ready"
+				last = parts + " ready"
 				if total > 0 && firstAt == 0 {
 					firstAt = time.Since(t0)
 				}
@@ -340,7 +334,7 @@ placement: {spread: {minClouds: %d, maxPerCloud: %d}}
 					return false
 				}
 				podsAt = time.Since(t0)
-				podsPlaced = strings.Join(parts, ", ")
+				podsPlaced = parts
 				return true
 			})
 			if err != nil {
@@ -388,18 +382,12 @@ placement: {spread: {minClouds: %d, maxPerCloud: %d}}
 		func() error {
 			var last string
 			err := waitUntil(ctx, cfg.timeout, 200*time.Millisecond, func() bool {
-				total := 0
-				var parts []string
-				for _, cl := range clusters {
-					pc, err := countPods(ctx, cl, dep)
-					if err != nil {
-						last = err.Error()
-						return false
-					}
-					total += pc.all
-					parts = append(parts, fmt.Sprintf("%s %d", cl.Name, pc.all))
+				total, parts, err := sumPods(ctx, clusters, dep, func(pc podCount) int { return pc.all })
+				if err != nil {
+					last = err.Error()
+					return false
 				}
-				last = strings.Join(parts, ", ") + " pods"
+				last = parts + " pods"
 				return total == 0
 			})
 			scalePods = time.Since(t1)

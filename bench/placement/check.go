@@ -24,8 +24,8 @@ type planCheck struct {
 const budgetTol = 1e-9
 
 // checkPlan checks every hard constraint of every demand the plan places
-// (eligibility and capacity also for the partial placements of demands it
-// marks infeasible) and the plan's reporting against ours.
+// (eligibility, capacity and quotas also for the partial placements of
+// demands it marks infeasible) and the plan's reporting against ours.
 func checkPlan(m *model, plan *placement.Plan) *planCheck {
 	p := m.p
 	pc := &planCheck{X: make([]map[int]int, len(p.Demands)), Infeasible: make([]bool, len(p.Demands))}
@@ -123,6 +123,17 @@ func checkPlan(m *model, plan *placement.Plan) *planCheck {
 		o := &p.Offerings[oi]
 		if o.Capacity >= 0 && newUse[oi] > o.Capacity {
 			viol("offering %s: %d new instances, capacity %d", o.ID, newUse[oi], o.Capacity)
+		}
+	}
+	for _, q := range p.Quotas {
+		n := 0
+		for _, oi := range keys {
+			if inQuota(&q, &p.Offerings[oi]) {
+				n += newUse[oi]
+			}
+		}
+		if n > max(q.Limit, 0) {
+			viol("quota cloud %s region %q: %d new instances, limit %d", q.Cloud, q.Region, n, q.Limit)
 		}
 	}
 	if math.Abs(plan.HourlyCost-totalCost) > 1e-6*max(1, totalCost) {

@@ -62,8 +62,9 @@ func churnRun(s *solver, pool []poolOffering, seed uint64) (*churnResult, error)
 	res := &churnResult{Deployments: len(p1.Demands), Offerings: len(p1.Offerings), Region: lost, MILPMoved: -1, MILPInfeasible: -1,
 		MILPCostAfter: math.NaN(), MILPObjAfter: math.NaN(), GapPct: math.NaN()}
 
-	// The second problem: the region's offerings unavailable, capacity net of
-	// the first plan's instances, every placement of the first plan current.
+	// The second problem: the region's offerings unavailable, capacity and
+	// quotas net of the first plan's instances, every placement of the first
+	// plan current.
 	p2 := &placement.Problem{RTTms: p1.RTTms, Weights: p1.Weights}
 	used := map[int]int{}
 	for _, x := range pc1.X {
@@ -80,6 +81,15 @@ func churnRun(s *solver, pool []poolOffering, seed uint64) (*churnResult, error)
 			res.LostOfferings++
 		}
 		p2.Offerings = append(p2.Offerings, o)
+	}
+	// Quotas net of the first plan's instances too (they run now).
+	for _, q := range p1.Quotas {
+		for oi, n := range used {
+			if inQuota(&q, &p1.Offerings[oi]) {
+				q.Limit -= n
+			}
+		}
+		p2.Quotas = append(p2.Quotas, q)
 	}
 	for di, d := range p1.Demands {
 		d.Current = nil

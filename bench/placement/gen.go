@@ -145,7 +145,52 @@ func genInstance(pool []poolOffering, seed uint64, idx int, cfg genConfig) *plac
 	if cfg.TotalReplicas > 0 {
 		rescaleReplicas(r, p, cfg.TotalReplicas, cfg.MaxReplicas)
 	}
+	if !cfg.Ample {
+		p.Quotas = genQuotas(r, p)
+	}
 	return p
+}
+
+// genQuotas puts quotas on some clouds of p and on some of their regions
+// (drawn last, so the rest of the instance is what it was without them):
+// per cloud, 30% a cloud quota of 2-30% of all replicas asked for; per
+// region of a cloud, a quota of 0-5% of them with a chance that makes about
+// one per cloud (a cloud's and a region's quota nest); 3% of the quotas are
+// negative (more runs than the quota allows, so nothing new may start).
+func genQuotas(r *rand.Rand, p *placement.Problem) []placement.Quota {
+	total := 0
+	for _, d := range p.Demands {
+		total += d.Replicas
+	}
+	regionsOf := map[string][]string{}
+	for _, o := range p.Offerings {
+		if !slices.Contains(regionsOf[o.Cloud], o.Region) {
+			regionsOf[o.Cloud] = append(regionsOf[o.Cloud], o.Region)
+		}
+	}
+	limit := func(lo, hi float64) int {
+		if r.Float64() < 0.03 {
+			return -1 - r.IntN(3)
+		}
+		return int(math.Round(float64(total) * (lo + (hi-lo)*r.Float64())))
+	}
+	var qs []placement.Quota
+	for _, c := range catalogClouds {
+		regs := regionsOf[c]
+		if len(regs) == 0 {
+			continue
+		}
+		sort.Strings(regs)
+		if r.Float64() < 0.3 {
+			qs = append(qs, placement.Quota{Cloud: c, Limit: limit(0.02, 0.3)})
+		}
+		for _, reg := range regs {
+			if r.Float64() < min(0.3, 1/float64(len(regs))) {
+				qs = append(qs, placement.Quota{Cloud: c, Region: reg, Limit: limit(0, 0.05)})
+			}
+		}
+	}
+	return qs
 }
 
 func pick[T any](r *rand.Rand, xs []T) T { return xs[r.IntN(len(xs))] }

@@ -29,6 +29,7 @@ import (
 //	onDemandBase: sum_{o on-demand} x_d_o + u_d >= b   (Rules: >= b z_d)
 //	budget:       sum_o price_o x_d_o <= budget
 //	churn:        m_d + sum_o k_d_o >= min(current, Replicas)
+//	quota:        sum_d sum_{o in scope} n_d_o <= max(Limit, 0)   (not in Rules)
 //
 // Cost model (u_d = 0):  minimize sum c(d,o) x_d_o + ChurnUSD sum m_d
 // Rules model:           minimize -sum z_d, capacity ignored (the demands are
@@ -302,6 +303,29 @@ func writeLP(w io.Writer, m *model, spec lpSpec) (*lpVars, error) {
 			lw.term(1, nName(di, oi))
 		}
 		lw.end("<=", float64(capOf(oi)))
+	}
+
+	// quotas (a row per quota some demand's eligible offering is under)
+	for qi, q := range p.Quotas {
+		if spec.Rules {
+			break
+		}
+		var cols []string
+		for _, di := range spec.Demands {
+			for _, oi := range m.dem[di].elig {
+				if inQuota(&q, &p.Offerings[oi]) {
+					cols = append(cols, nName(di, oi))
+				}
+			}
+		}
+		if len(cols) == 0 {
+			continue
+		}
+		lw.begin("quo" + strconv.Itoa(qi))
+		for _, c := range cols {
+			lw.term(1, c)
+		}
+		lw.end("<=", float64(max(q.Limit, 0)))
 	}
 
 	// Bounds and integrality.

@@ -191,6 +191,49 @@ func TestMILPContention(t *testing.T) {
 	}
 }
 
+// Quotas: aws may start 2 more instances, its region us-east-1 only 1; a
+// replica that runs there already needs none. x gets 1 A and the 1 B
+// and leaves one replica unplaced; y keeps its A.
+func TestMILPQuota(t *testing.T) {
+	s := testSolver(t, "cbc")
+	p := tinyProblem()
+	h := v1.ResourceRequest{CPU: 1, MemoryBytes: v1.GiB}
+	p.Demands = []placement.Demand{
+		{Deployment: "x", Replicas: 3, Runtime: "process", Resources: h},
+		{Deployment: "y", Replicas: 1, Runtime: "process", Resources: h, Current: []placement.Running{{OfferingID: "A", Count: 1}}},
+	}
+	p.Quotas = []placement.Quota{{Cloud: "aws", Limit: 2}, {Cloud: "aws", Region: "us-east-1", Limit: 1}}
+	m := newModel(p, true)
+	e := &exactSolver{s: s, m: m, tag: "quota", res: &exactResult{}}
+	if err := e.run(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.res
+	if r.UnplacedTotal != 1 || r.Unplaced[0] != 1 || !sameX(r.X[0], map[int]int{0: 1, 1: 1}) || !sameX(r.X[1], map[int]int{0: 1}) || math.Abs(r.Objective-3.5) > 1e-6 {
+		t.Errorf("unplaced %d %v, x %v, y %v, objective %v; want 1 {0:1}, {0:1 1:1}, {0:1}, 3.5", r.UnplacedTotal, r.Unplaced, r.X[0], r.X[1], r.Objective)
+	}
+	plan := optimize(*p)
+	if pc := checkPlan(m, &plan); len(pc.Violations) != 0 || !sameX(pc.X[0], map[int]int{0: 1, 1: 1}) {
+		t.Errorf("optimizer: %v, violations %v", pc.X, pc.Violations)
+	}
+	if got := plan.Deployments[0].Infeasible; !strings.HasPrefix(got, "quota: cloud aws region us-east-1 allows 1 more replicas") {
+		t.Errorf("x: infeasible %q", got)
+	}
+	// Two new A's break the region's quota.
+	bad := planOf(p, []map[int]int{{0: 2, 1: 1}, {0: 1}})
+	pc := checkPlan(m, bad)
+	if len(pc.Violations) != 1 || !strings.Contains(pc.Violations[0], `quota cloud aws region "us-east-1": 2 new instances, limit 1`) {
+		t.Errorf("violations %v", pc.Violations)
+	}
+	var buf bytes.Buffer
+	if _, err := writeLP(&buf, m, lpSpec{Demands: []int{0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if lp := buf.String(); !strings.Contains(lp, "quo0: + n0_0 + n1_0 <= 2") || !strings.Contains(lp, "quo1: + n0_0 + n1_0 <= 1") {
+		t.Errorf("quota rows missing:\n%s", lp)
+	}
+}
+
 func TestWriteLPShape(t *testing.T) {
 	m := newModel(tinyProblem(), true)
 	var buf bytes.Buffer

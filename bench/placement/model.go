@@ -48,6 +48,12 @@ func eligible(d *placement.Demand, o *placement.Offering) bool {
 	return true
 }
 
+// inQuota says whether offering o counts against quota q: the same cloud,
+// and the same region unless the quota is for the whole cloud.
+func inQuota(q *placement.Quota, o *placement.Offering) bool {
+	return o.Cloud == q.Cloud && (q.Region == "" || o.Region == q.Region)
+}
+
 // weightsOf returns the weights in force for p.
 func weightsOf(p *placement.Problem) placement.Weights {
 	if p.Weights == (placement.Weights{}) {

@@ -51,7 +51,7 @@ func (o Optimizer) Place(req Request) Decision {
 		Deployment: req.Deployment, Replicas: total + req.Count, Runtime: req.Runtime,
 		Resources: req.Resources, Placement: req.Placement, Current: req.Current,
 	}
-	plan := PlanOne(d, offerings, RTTTable(req.Placement.Traffic, offerings, o.RTTms), w)
+	plan := planWithQuotas(req, d, offerings, RTTTable(req.Placement.Traffic, offerings, o.RTTms), w)
 
 	// Clouds without a catalog are explained by the filter, in the words
 	// it uses for them (capacity in cores and memory, labels, prices);
@@ -110,6 +110,58 @@ func (o Optimizer) Place(req Request) Decision {
 		}
 	}
 	return dec
+}
+
+// planWithQuotas is PlanOne under the quotas of req's clouds.
+func planWithQuotas(req Request, d Demand, offerings []Offering, rtt map[[2]string]float64, w Weights) DeploymentPlan {
+	p := Problem{Demands: []Demand{d}, Offerings: offerings, RTTms: rtt, Weights: w, Quotas: RequestQuotas(req, offerings)}
+	return Optimize(p).Deployments[0]
+}
+
+// RequestQuotas turns the quotas of req's clouds (CloudConfig.Quota) into
+// Problem quotas: each limit less the replicas that run in its scope now,
+// counted by req.CloudReplicas or, without it, from req.Current (this
+// deployment's, placed through offerings).
+func RequestQuotas(req Request, offerings []Offering) []Quota {
+	running := req.CloudReplicas
+	if running == nil {
+		byID := make(map[string]*Offering, len(offerings))
+		for i := range offerings {
+			byID[offerings[i].ID] = &offerings[i]
+		}
+		running = map[[2]string]int{}
+		for _, r := range req.Current {
+			if of, ok := byID[r.OfferingID]; ok {
+				running[[2]string{of.Cloud, of.Region}] += r.Count
+			}
+		}
+	}
+	var out []Quota
+	for _, c := range req.Clouds {
+		q := c.Config.Quota
+		if q == nil {
+			continue
+		}
+		name := c.Config.Name
+		if q.Replicas != nil {
+			n := *q.Replicas
+			for k, v := range running {
+				if k[0] == name {
+					n -= v
+				}
+			}
+			out = append(out, Quota{Cloud: name, Limit: n})
+		}
+		regions := make([]string, 0, len(q.Regions))
+		for r := range q.Regions {
+			regions = append(regions, r)
+		}
+		sort.Strings(regions)
+		for _, r := range regions {
+			out = append(out, Quota{Cloud: name, Region: r, Limit: q.Regions[r] - running[[2]string{name, r}]})
+		}
+	}
+	return out
 }
 
 // localRequest is req restricted to the clouds without a catalog.

@@ -36,12 +36,18 @@ const smallBudget, largeBudget = 2_000_000, 600_000
 // the search starts from a second joint flow that carries the multipliers.
 const secondFlowWork = 400_000
 
-func (s *solver) fullCap(o int32) int64 {
+// capOf is o's Capacity, capInf when unlimited.
+func (s *solver) capOf(o int32) int64 {
 	if !s.finite[o] {
 		return capInf
 	}
 	return int64(s.offs[o].Capacity)
 }
+
+func (s *solver) fullCap(o int32) int64 { return s.capOf(o) }
+
+// fullQuota is quota q's whole limit.
+func (s *solver) fullQuota(q int32) int64 { return s.quotas[q].limit }
 
 func (s *solver) solve() []dsol {
 	sol := make([]dsol, len(s.dems))
@@ -53,7 +59,7 @@ func (s *solver) solve() []dsol {
 		d := s.dems[i]
 		if d.active() && len(workers[w].statics(d).fin) == 0 {
 			alone[i] = true
-			sol[i], _ = workers[w].bestFor(d, s.fullCap)
+			sol[i], _ = workers[w].bestFor(d, s.fullCap, s.fullQuota)
 		}
 	})
 	var act []*dem
@@ -70,7 +76,7 @@ func (s *solver) solve() []dsol {
 	}
 	// The joint flow with budgets and onDemandBase-with-spread relaxed: if
 	// nobody breaks them, it is optimal.
-	net := s.newNet(act, s.fullCap, false)
+	net := s.newNet(act, s.fullCap, s.fullQuota, false)
 	net.optimize()
 	res := net.extract()
 	var viol []*dem
@@ -113,11 +119,11 @@ func (c *coupled) multipliers(ds []*dem) {
 	for _, d := range ds {
 		c.isSpecial[d.i] = true
 		if d.budget > 0 {
-			_, t := s.bestFor(d, s.fullCap)
+			_, t := s.bestFor(d, s.fullCap, s.fullQuota)
 			d.beta = min(t/(1-t+1e-12), 100)
 		}
 		if d.bb > 0 && (d.mm >= 2 || d.M < d.R) {
-			d.lam = s.isolationLambda(d, s.items(d, s.fullCap))
+			d.lam = s.isolationLambda(d, s.items(d, s.fullCap), s.fullQuota)
 		}
 	}
 }
@@ -126,7 +132,7 @@ func (c *coupled) multipliers(ds []*dem) {
 // searches from there.
 func (c *coupled) fromJointFlow(sol []dsol) []dsol {
 	s := c.s
-	res := s.global(c.act, s.fullCap, true)
+	res := s.global(c.act, s.fullCap, s.fullQuota, true)
 	var special, regular []*dem
 	for i, d := range c.act {
 		sol[d.i] = res[i]
@@ -203,6 +209,13 @@ func (s *solver) objective(d *dem, x []xo) (obj, hourly float64, moved int) {
 
 func (s *solver) plan(sol []dsol) Plan {
 	out := Plan{Deployments: make([]DeploymentPlan, len(s.dems))}
+	var use, quse []int64 // new replicas per offering and per quota, when quotas may explain
+	for _, d := range s.dems {
+		if d.infeasible == "" && sol[d.i].unplaced > 0 && len(s.quotas) > 0 {
+			use, quse = s.usage(sol)
+			break
+		}
+	}
 	for _, d := range s.dems {
 		dp := DeploymentPlan{Deployment: d.d.Deployment, Placements: []Assignment{}}
 		if len(d.cls.rejected) > 0 {
@@ -229,10 +242,63 @@ func (s *solver) plan(sol []dsol) Plan {
 		if u := sol[d.i].unplaced; u > 0 {
 			dp.Unplaced = u
 			dp.Infeasible = fmt.Sprintf("capacity: only %d of %d replicas fit in the feasible offerings", d.R-u, d.R)
+			if q := s.blockingQuota(d, use, quse); q >= 0 {
+				dp.Infeasible = fmt.Sprintf("quota: %s allows %d more replicas; only %d of %d replicas fit", s.quotaName(q), s.quotas[q].limit, d.R-u, d.R)
+			}
 		}
 		out.HourlyCost += dp.HourlyCost
 		out.Objective += dp.Objective
 		out.Deployments[d.i] = dp
 	}
 	return out
+}
+
+// usage counts the new replicas of sol per offering and per quota.
+func (s *solver) usage(sol []dsol) (use, quse []int64) {
+	use = make([]int64, s.n)
+	quse = make([]int64, len(s.quotas))
+	for _, d := range s.dems {
+		for _, a := range sol[d.i].x {
+			nw := newN(d, a)
+			use[a.off] += nw
+			q, k := s.quotaChain(a.off)
+			for _, qi := range q[:k] {
+				quse[qi] += nw
+			}
+		}
+	}
+	return use, quse
+}
+
+// blockingQuota is the quota that keeps d's replicas out of an offering
+// with room left (of those, the one least costly for d; its cloud's quota
+// if full, else its region's), or -1 when none does (capacity, or d's own
+// rules, bind).
+func (s *solver) blockingQuota(d *dem, use, quse []int64) int32 {
+	if use == nil {
+		return -1
+	}
+	best, bestO := int32(-1), int32(-1)
+	var bestCost float64
+	for gi := range d.cls.groups {
+		for _, o := range d.cls.groups[gi].fin {
+			if use[o] >= s.capOf(o) {
+				continue
+			}
+			// The wider quota first: when both are full, the cloud's binds
+			// every region.
+			q, k := s.quotaChain(o)
+			for j := k - 1; j >= 0; j-- {
+				qi := q[j]
+				if quse[qi] < s.quotas[qi].limit {
+					continue
+				}
+				if c := s.cost(d, o); bestO < 0 || c < bestCost || (c == bestCost && s.rank[o] < s.rank[bestO]) {
+					best, bestO, bestCost = qi, o, c
+				}
+				break
+			}
+		}
+	}
+	return best
 }

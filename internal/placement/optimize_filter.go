@@ -519,7 +519,7 @@ func (s *solver) buildClass(d *Demand, cat *catClass) *class {
 		} else {
 			c.hasOD[cp] = true
 		}
-		if s.finite[i] {
+		if s.limited[i] {
 			g.fin = append(g.fin, i)
 		} else {
 			g.unl = append(g.unl, i)

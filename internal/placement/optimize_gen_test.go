@@ -118,5 +118,21 @@ func genProblem(rng *rand.Rand, nDem, nOff int, unlimitedShare float64, tight fl
 		}
 		p.Demands = append(p.Demands, d)
 	}
+	// Quotas: on some clouds, and on some regions (of those clouds or
+	// not), sized to the replicas asked for so that some bind.
+	total := 0
+	for _, d := range p.Demands {
+		total += d.Replicas
+	}
+	for ci, c := range clouds {
+		if rng.IntN(3) == 0 {
+			p.Quotas = append(p.Quotas, Quota{Cloud: c, Limit: rng.IntN(total/4 + 2)})
+		}
+		for _, r := range regions[ci] {
+			if rng.IntN(6) == 0 {
+				p.Quotas = append(p.Quotas, Quota{Cloud: c, Region: r, Limit: rng.IntN(total/8 + 2)})
+			}
+		}
+	}
 	return p
 }

@@ -97,13 +97,19 @@ type gdem struct {
 }
 
 type gnet struct {
-	s       *solver
-	g       mcf
-	T       int32
-	kind    []uint8 // 0 supply/hub, 1 offering, 2 sink
-	onode   []int32
-	oarc    []int32
-	avail   func(int32) int64
+	s     *solver
+	g     mcf
+	T     int32
+	kind  []uint8 // 0 supply/hub, 1 offering, 2 sink, 3 quota
+	onode []int32
+	oarc  []int32
+	avail func(int32) int64
+	// Quotas: a node per quota between the offering nodes in its scope
+	// and T (a region's quota leads to its cloud's, if any); its arc on
+	// has the quota's room (qavail) as capacity.
+	qavail  func(int32) int64
+	qnode   []int32
+	qarc    []int32
 	hubs    []*ghub
 	gd      []gdem
 	mult    bool
@@ -113,20 +119,27 @@ type gnet struct {
 	mark    []uint32
 	markGen uint32
 	pending []int32 // hubs to price
+	// candOf: per offering, the hubs with it among their candidates (not
+	// necessarily added); candOfQ: per quota, the hubs with a candidate in
+	// its scope. When an offering or quota gets more room, they are priced
+	// again (nothing else would tell them).
+	candOf  [][]int32 // built on first need (candIdx)
+	candOfQ [][]int32
+	candIdx bool
 	oDirty  []int32 // offerings whose node may need normalizing
 	started bool
 }
 
 // global solves the joint min-cost flow for ds with avail capacity per
-// offering (capInf when unlimited).
-func (s *solver) global(ds []*dem, avail func(int32) int64, mult bool) []dsol {
-	n := s.newNet(ds, avail, mult)
+// offering (capInf when unlimited) and qavail room per quota.
+func (s *solver) global(ds []*dem, avail func(int32) int64, qavail qcapFunc, mult bool) []dsol {
+	n := s.newNet(ds, avail, qavail, mult)
 	n.optimize()
 	return n.extract()
 }
 
-func (s *solver) newNet(ds []*dem, avail func(int32) int64, mult bool) *gnet {
-	n := &gnet{s: s, avail: avail, mult: mult}
+func (s *solver) newNet(ds []*dem, avail func(int32) int64, qavail qcapFunc, mult bool) *gnet {
+	n := &gnet{s: s, avail: avail, qavail: qavail, mult: mult}
 	n.onode = make([]int32, s.n)
 	n.oarc = make([]int32, s.n)
 	for i := range n.onode {
@@ -134,6 +147,20 @@ func (s *solver) newNet(ds []*dem, avail func(int32) int64, mult bool) *gnet {
 	}
 	n.T = n.node(2)
 	n.g.index(n.T)
+	// Quota nodes, a cloud's before its regions' (arcs into an indexed node
+	// come after it).
+	n.qnode = make([]int32, len(s.quotas))
+	n.qarc = make([]int32, len(s.quotas))
+	for q := range s.quotas {
+		v := n.node(3)
+		n.g.index(v)
+		n.qnode[q] = v
+		to := n.T
+		if p := s.quotas[q].parent; p >= 0 {
+			to = n.qnode[p]
+		}
+		n.qarc[q] = n.g.addArc(v, to, qavail(int32(q)), 0)
+	}
 	for _, d := range ds {
 		n.addDem(d)
 	}
@@ -262,31 +289,158 @@ func (n *gnet) extract() []dsol {
 	return out
 }
 
-// setAvail makes the capacity of o's arc to T what avail now says, keeping
-// the potentials valid; optimize must follow.
+// setAvail makes the capacity of o's arc on (to its quota or T) what avail
+// now says, keeping the potentials valid; optimize must follow.
 func (n *gnet) setAvail(o int32) {
 	v := n.onode[o]
 	if v < 0 {
 		return // no arc uses o yet; pricing reads avail when it adds one
 	}
-	g := &n.g
-	e := n.oarc[o]
-	a := n.avail(o)
-	f := g.flow(e)
-	if f > a { // take flow back: o's node must send it elsewhere
-		d := f - a
-		g.rcap[e^1] -= d
-		g.touch(e)
-		g.excess[v] += d
-		g.excess[n.T] -= d
-		f = a
-	}
-	g.rcap[e] = a - f
-	if g.rcap[e] > 0 && g.reduced(e) < 0 {
-		g.push(e, g.rcap[e])
+	if n.setArc(n.oarc[o], n.avail(o)) {
+		n.indexCands()
+		n.pending = append(n.pending, n.candOf[o]...)
 	}
 	n.oDirty = append(n.oDirty, o)
 }
+
+// setQAvail makes the capacity of quota q's arc what qavail now says, as
+// setAvail does for an offering.
+func (n *gnet) setQAvail(q int32) {
+	if n.setArc(n.qarc[q], n.qavail(q)) {
+		n.indexCands()
+		n.pending = append(n.pending, n.candOfQ[q]...)
+	}
+}
+
+// indexCands builds candOf and candOfQ from the hubs' candidates (once;
+// noteCand keeps them up to date after).
+func (n *gnet) indexCands() {
+	if n.candIdx {
+		return
+	}
+	n.candIdx = true
+	n.candOf = make([][]int32, n.s.n)
+	n.candOfQ = make([][]int32, len(n.s.quotas))
+	for _, h := range n.hubs {
+		for _, c := range h.cands {
+			n.noteCand(h, c.off)
+		}
+	}
+}
+
+// noteCand records that o is among h's candidates.
+func (n *gnet) noteCand(h *ghub, o int32) {
+	if !n.candIdx {
+		return
+	}
+	hi := n.hubAt[h.node]
+	n.candOf[o] = append(n.candOf[o], hi)
+	q, k := n.s.quotaChain(o)
+	for _, qi := range q[:k] {
+		if l := n.candOfQ[qi]; len(l) == 0 || l[len(l)-1] != hi {
+			n.candOfQ[qi] = append(l, hi)
+		}
+	}
+}
+
+// setArc gives arc e (an offering's or a quota's, on the way to T)
+// capacity a: flow above it goes back to e's tail, taken off every arc on
+// from there to T; optimize must follow. It reports whether the room on e
+// grew.
+func (n *gnet) setArc(e int32, a int64) bool {
+	g := &n.g
+	grew := a-g.flow(e) > g.rcap[e]
+	f := g.flow(e)
+	if f > a { // take flow back: e's tail must send it elsewhere
+		d := f - a
+		g.rcap[e^1] -= d
+		g.touch(e)
+		g.excess[g.from(e)] += d
+		g.excess[n.T] -= d
+		rest := n.after(g.to[e])
+		for _, x := range rest.list() {
+			n.unflow(x, d)
+		}
+		f = a
+	}
+	g.rcap[e] = a - f
+	n.fixArc(e)
+	return grew
+}
+
+// unflow takes d units of flow off arc e (and gives them back as room).
+func (n *gnet) unflow(e int32, d int64) {
+	g := &n.g
+	g.rcap[e] += d
+	g.rcap[e^1] -= d
+	g.touch(e)
+	n.fixArc(e)
+}
+
+// fixArc restores the potentials' invariant on e after its residual
+// capacity grew: a negative reduced cost is saturated (optimize routes
+// the difference).
+func (n *gnet) fixArc(e int32) {
+	g := &n.g
+	if g.rcap[e] > 0 && g.reduced(e) < 0 {
+		g.push(e, g.rcap[e])
+	}
+}
+
+// arcs is a short list of arcs: a path to T from an offering's node (its
+// own arc, then at most two quotas').
+type arcs struct {
+	a [3]int32
+	n int
+}
+
+func (x *arcs) add(e int32)   { x.a[x.n] = e; x.n++ }
+func (x *arcs) list() []int32 { return x.a[:x.n] }
+
+// after lists the quota arcs from node v (an offering's arc's head) on to
+// T.
+func (n *gnet) after(v int32) arcs {
+	var out arcs
+	for q := n.quotaAt(v); q >= 0; q = n.quotaAt(v) {
+		out.add(n.qarc[q])
+		v = n.g.to[n.qarc[q]]
+	}
+	return out
+}
+
+// quotaAt is the quota whose node v is, or -1.
+func (n *gnet) quotaAt(v int32) int32 {
+	if n.kind[v] != 3 {
+		return -1
+	}
+	// Quota nodes come right after T, in quota order.
+	return v - n.T - 1
+}
+
+// chain lists the arcs from offering o's node to T: its own, then its
+// quotas'.
+func (n *gnet) chain(o int32) arcs {
+	e := n.oarc[o]
+	out := arcs{a: [3]int32{e}, n: 1}
+	rest := n.after(n.g.to[e])
+	for _, x := range rest.list() {
+		out.add(x)
+	}
+	return out
+}
+
+// entry is the node o's arc leads to: its region's quota, else its
+// cloud's, else T.
+func (n *gnet) entry(o int32) int32 {
+	q, k := n.s.quotaChain(o)
+	if k == 0 {
+		return n.T
+	}
+	return n.qnode[q[0]]
+}
+
+// qFlow is how many new replicas of the network's deployments quota q holds.
+func (n *gnet) qFlow(q int32) int64 { return n.g.flow(n.qarc[q]) }
 
 // regFlow is how many new replicas of the network's deployments use o.
 func (n *gnet) regFlow(o int32) int64 {
@@ -310,6 +464,18 @@ func (n *gnet) displacement(o int32) (float64, bool) {
 	c, ok := g.pathCost(v, n.T)
 	g.rcap[e] = r
 	return float64(c) / costScale, ok
+}
+
+// valueAt is the cost (<= 0) of the cheapest residual path from T to node
+// v that does not come back through v's own arc e on to T: minus the
+// value to the network of one more unit of room on e (and on to T).
+func (n *gnet) valueAt(v, e int32) (int64, bool) {
+	g := &n.g
+	r := g.rcap[e^1]
+	g.rcap[e^1] = 0
+	c, ok := g.pathCost(n.T, v)
+	g.rcap[e^1] = r
+	return c, ok
 }
 
 func (n *gnet) node(kind uint8) int32 {
@@ -463,12 +629,14 @@ func (n *gnet) detach(gi int) {
 			if f := g.flow(e); f > 0 {
 				g.total -= f * g.cost[e]
 				if w := g.to[e]; n.kind[w] == 1 {
-					// Take the same flow off the offering's arc to T.
+					// Take the same flow off the offering's arcs to T.
 					o := n.offAt[w]
-					oa := n.oarc[o]
-					g.rcap[oa] += f
-					g.rcap[oa^1] -= f
-					g.touch(oa)
+					ch := n.chain(o)
+					for _, x := range ch.list() {
+						g.rcap[x] += f
+						g.rcap[x^1] -= f
+						g.touch(x)
+					}
 					touched = append(touched, o)
 				}
 			}
@@ -478,9 +646,9 @@ func (n *gnet) detach(gi int) {
 		g.excess[v] = 0
 	}
 	for _, o := range touched {
-		e := n.oarc[o]
-		if g.rcap[e] > 0 && g.reduced(e) < 0 {
-			g.push(e, g.rcap[e])
+		ch := n.chain(o)
+		for _, x := range ch.list() {
+			n.fixArc(x)
 		}
 	}
 	n.oDirty = append(n.oDirty, touched...)
@@ -591,7 +759,8 @@ func (n *gnet) initHub(h *ghub) {
 		forGroups(func(g *group, add float64) {
 			for _, o := range g.fin {
 				c := s.base[o] + add + h.beta*s.offs[o].Price
-				if (h.bestU < 0 || c < h.bestUCost) && n.avail(o) > 0 {
+				if (h.bestU < 0 || c < h.bestUCost) && s.capOf(o) > 0 {
+					n.noteCand(h, o)
 					h.cands = append(h.cands, hcand{off: o, cost: c})
 				}
 			}
@@ -629,7 +798,9 @@ func (n *gnet) gen(h *ghub, k int) bool {
 		var bc float64
 		for i := range h.gens {
 			x := &h.gens[i]
-			for int(x.ptr) < len(x.g.fin) && n.avail(x.g.fin[x.ptr]) <= 0 {
+			// (An offering with no room now stays a candidate: others may
+			// free some later.)
+			for int(x.ptr) < len(x.g.fin) && n.s.capOf(x.g.fin[x.ptr]) <= 0 {
 				x.ptr++
 			}
 			if int(x.ptr) == len(x.g.fin) {
@@ -649,6 +820,7 @@ func (n *gnet) gen(h *ghub, k int) bool {
 			break
 		}
 		x := &h.gens[bi]
+		n.noteCand(h, x.g.fin[x.ptr])
 		h.cands = append(h.cands, hcand{off: x.g.fin[x.ptr], cost: bc})
 		x.ptr++
 		got = true
@@ -664,8 +836,9 @@ func (n *gnet) onodeFor(o int32) int32 {
 	n.g.index(v)
 	n.onode[o] = v
 	n.offAt[v] = o
-	n.oarc[o] = n.g.addArc(v, n.T, n.avail(o), 0)
-	n.g.pi[v] = n.g.pi[n.T]
+	to := n.entry(o)
+	n.oarc[o] = n.g.addArc(v, to, n.avail(o), 0)
+	n.g.pi[v] = n.g.pi[to]
 	return v
 }
 
@@ -699,11 +872,26 @@ func (n *gnet) initPotentials() {
 			g.pi[v] = g.cost[e]
 		}
 	}
-	for e := int32(0); int(e) < len(g.to); e += 2 {
-		if g.to[e] == n.T {
-			if c := g.pi[g.from(e)] + g.cost[e]; c < g.pi[n.T] {
-				g.pi[n.T] = c
+	// Then the quota nodes (regions', then clouds'), then T: the least of
+	// tail potential plus cost over the arcs into them.
+	into := func(want func(v int32) bool) {
+		for e := int32(0); int(e) < len(g.to); e += 2 {
+			if v := g.to[e]; want(v) {
+				if c := g.pi[g.from(e)] + g.cost[e]; c < g.pi[v] {
+					g.pi[v] = c
+				}
 			}
+		}
+	}
+	if len(n.qnode) > 0 {
+		into(func(v int32) bool { q := n.quotaAt(v); return q >= 0 && n.s.quotas[q].region >= 0 })
+		into(func(v int32) bool { q := n.quotaAt(v); return q >= 0 && n.s.quotas[q].region < 0 })
+	}
+	into(func(v int32) bool { return v == n.T })
+	// A quota node nothing reaches yet: as low as its arc on allows.
+	for q := range n.qnode {
+		if v := n.qnode[q]; g.pi[v] >= unset {
+			g.pi[v] = g.pi[g.to[n.qarc[q]]]
 		}
 	}
 }
@@ -714,9 +902,16 @@ func (n *gnet) initPotentials() {
 // can compare candidates in cost order.
 func (n *gnet) normalize() {
 	g := &n.g
+	// Quota nodes first (a cloud's before its regions'), the same way: one
+	// no flow goes through may go down to the node its arc leads to.
+	for q, e := range n.qarc {
+		if g.flow(e) == 0 && g.rcap[e] > 0 {
+			g.pi[n.qnode[q]] = g.pi[g.to[e]]
+		}
+	}
 	fix := func(o int32) {
 		if v := n.onode[o]; v >= 0 && g.flow(n.oarc[o]) == 0 && g.rcap[n.oarc[o]] > 0 {
-			g.pi[v] = g.pi[n.T]
+			g.pi[v] = g.pi[g.to[n.oarc[o]]]
 		}
 	}
 	if !n.started {
@@ -738,7 +933,60 @@ func (n *gnet) saturate(h *ghub, e int32) {
 	g := &n.g
 	g.push(e, h.thr)
 	v := g.to[e]
-	oa := n.oarc[n.offAt[v]]
+	out := n.chain(n.offAt[v])
+	if out.n == 1 && len(n.qnode) == 0 {
+		n.saturatePlain(h, e, v, out.a[0])
+		return
+	}
+	// room is what v can still send to T along its arcs at zero reduced cost.
+	room := func() int64 {
+		r := capInf
+		for _, x := range out.list() {
+			if g.reduced(x) != 0 {
+				return 0
+			}
+			r = min(r, g.rcap[x])
+		}
+		return r
+	}
+	for a := g.head[h.node]; a >= 0 && g.excess[v] > 0; a = g.next[a] {
+		r := room()
+		if r <= 0 {
+			break
+		}
+		if a&1 != 0 || a == e || g.flow(a) == 0 || g.reduced(a) != 0 {
+			continue
+		}
+		w := g.to[a]
+		var back arcs // w's arcs to T, when h's arc goes to an offering
+		if w != n.T {
+			if n.kind[w] != 1 {
+				continue
+			}
+			back = n.chain(n.offAt[w])
+		}
+		d := min(g.excess[v], r, g.flow(a))
+		zero := true
+		for _, x := range back.list() {
+			d = min(d, g.flow(x))
+			zero = zero && g.reduced(x) == 0
+		}
+		if d <= 0 || !zero {
+			continue
+		}
+		for _, x := range out.list() {
+			g.push(x, d)
+		}
+		for _, x := range back.list() {
+			g.push(x^1, d)
+		}
+		g.push(a^1, d)
+	}
+}
+
+// saturatePlain is saturate without quotas: v's arc oa leads to T.
+func (n *gnet) saturatePlain(h *ghub, e, v, oa int32) {
+	g := &n.g
 	for a := g.head[h.node]; a >= 0 && g.excess[v] > 0 && g.rcap[oa] > 0 && g.reduced(oa) == 0; a = g.next[a] {
 		if a&1 != 0 || a == e || g.flow(a) == 0 || g.reduced(a) != 0 {
 			continue
@@ -787,7 +1035,10 @@ func (n *gnet) price(h *ghub, sat []int32) bool {
 			continue
 		}
 		v := n.onode[c.off]
-		piO, saturated := piT, false
+		if v < 0 && n.avail(c.off) <= 0 {
+			continue // no room now (setAvail prices h again when there is)
+		}
+		piO, saturated := g.pi[n.entry(c.off)], false
 		if v >= 0 {
 			piO = g.pi[v]
 			saturated = g.rcap[n.oarc[c.off]] == 0
@@ -798,7 +1049,10 @@ func (n *gnet) price(h *ghub, sat []int32) bool {
 			changed = true
 			continue
 		}
-		if !saturated {
+		// Every potential is at most T's once the unused nodes are
+		// normalized, so no later (dearer) candidate can do better than
+		// one at T's.
+		if !saturated && piO >= piT {
 			break
 		}
 	}

@@ -229,10 +229,17 @@ func (g *mcf) augment(s int32) bool {
 			break
 		}
 		du, pu := it.d, g.pi[u]
+		atDeficit := false
 		for e := g.head[u]; e >= 0; e = g.next[e] {
 			g.relax(e, du, pu, st)
+			if v := g.to[e]; g.rcap[e] > 0 && g.excess[v] < 0 && g.dist[v] == du && g.seen[v] == st {
+				atDeficit = true
+			}
 		}
-		if g.indexed[u] {
+		// A deficit at u's own distance ends the search at the next
+		// settle; the arcs back into an indexed node (a sink, an offering
+		// or quota node with many in flow) can only lead further.
+		if g.indexed[u] && !atDeficit {
 			for _, p := range g.inflow[u] {
 				g.relax(p^1, du, pu, st)
 			}

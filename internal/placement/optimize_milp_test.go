@@ -133,6 +133,17 @@ func writeLP(p Problem, w Weights, phase2 bool, uStar int) (string, []bool, [][]
 			cons = append(cons, strings.Join(terms, " ")+fmt.Sprintf(" <= %d", c))
 		}
 	}
+	for _, q := range p.Quotas {
+		var terms []string
+		for o, ts := range capUse {
+			if inQuota(q, offs[o]) {
+				terms = append(terms, ts...)
+			}
+		}
+		if len(terms) > 0 {
+			cons = append(cons, strings.Join(terms, " ")+fmt.Sprintf(" <= %d", max(q.Limit, 0)))
+		}
+	}
 	if phase2 {
 		if len(uVars) > 0 {
 			cons = append(cons, "+1 "+strings.Join(uVars, " +1 ")+fmt.Sprintf(" <= %d", uStar))
@@ -371,7 +382,7 @@ func TestOptimizeMatchesMILP(t *testing.T) {
 			if dp.Unplaced != ref.perDem[di] {
 				perDem = false
 			}
-			got := dp.Infeasible != "" && !strings.HasPrefix(dp.Infeasible, "capacity:")
+			got := dp.Infeasible != "" && !shortOfRoom(dp)
 			if got != ref.ruleInf[di] {
 				t.Errorf("instance %d: %s rule-infeasible=%v (%q), MILP %v", i, dp.Deployment, got, dp.Infeasible, ref.ruleInf[di])
 			}

@@ -35,7 +35,31 @@ type oitem struct {
 	cost  float64
 	price float64
 	src   uint8 // 0 free capacity, 1 taken from the flow's deployments, 2 from special ones
+	// qr, qc: 1 + the quotas (of the region, of the cloud) the item's
+	// replicas count against, 0: none (kept replicas, and slots taken from
+	// others, which bring their quota with them).
+	qr, qc int32
+	// pool: not a placement but room in a quota (1 + index in qr if a
+	// region's, else in qc) taken from others, at cost per unit; the
+	// units of the quota's items beyond its free room go through it (off
+	// is -1). A region's pool frees its cloud's quota too.
+	pool bool
 }
+
+// placedIn is how many replicas flows fl over items place (pools aside).
+func placedIn(items []oitem, fl []int64) int64 {
+	var n int64
+	for i := range items {
+		if !items[i].pool {
+			n += fl[i]
+		}
+	}
+	return n
+}
+
+// qcapFunc gives how much of each quota a placement may use; nil: quotas
+// do not apply.
+type qcapFunc func(q int32) int64
 
 // orules are the rules for placing n replicas (already relaxed by the
 // number left unplaced).
@@ -47,6 +71,8 @@ type oracle struct {
 	arcs  []int32
 	flows []int64
 	ints  []int64
+	qnode map[int32]int32 // quota -> its node in the current network
+	qs    []int32
 }
 
 const costScale = 1e6
@@ -54,8 +80,11 @@ const costScale = 1e6
 func toInt(x float64) int64 { return int64(math.Round(x * costScale)) }
 
 // solve returns the min-weight flow of r.n replicas over items that meets
-// r's rules, or false if none does.
-func (or *oracle) solve(items []oitem, K int, r orules, w func(*oitem) float64) ([]int64, bool) {
+// r's rules and the quotas (qcap), or false if none does. The new replicas
+// of an item under quotas pass through a node per quota (the region's, then
+// the cloud's) on the way to the cloud's node, with the quota's room as
+// capacity.
+func (or *oracle) solve(items []oitem, K int, r orules, w func(*oitem) float64, qcap qcapFunc) ([]int64, bool) {
 	or.flows = slices.Grow(or.flows[:0], len(items))[:len(items)]
 	clear(or.flows)
 	if r.n == 0 {
@@ -82,6 +111,29 @@ func (or *oracle) solve(items []oitem, K int, r orules, w func(*oitem) float64) 
 	}
 	Q := 2*n*maxAbs + 1
 	S, OD, SP := g.addNode(), g.addNode(), g.addNode()
+	// Quota nodes: regions' before clouds' (the arcs go that way).
+	if or.qnode == nil {
+		or.qnode = map[int32]int32{}
+	}
+	clear(or.qnode)
+	or.qs = or.qs[:0]
+	if qcap != nil {
+		for pass := range 2 {
+			for i := range items {
+				if items[i].pool {
+					continue
+				}
+				q := items[i].qr
+				if pass == 1 {
+					q = items[i].qc
+				}
+				if _, ok := or.qnode[q]; q > 0 && !ok {
+					or.qnode[q] = g.addNode()
+					or.qs = append(or.qs, q)
+				}
+			}
+		}
+	}
 	kin := int32(g.nodes())
 	for range K {
 		g.addNode()
@@ -109,11 +161,42 @@ func (or *oracle) solve(items []oitem, K int, r orules, w func(*oitem) float64) 
 	or.arcs = or.arcs[:0]
 	for i := range items {
 		it := &items[i]
+		if it.pool {
+			// Room taken from others: from the quota's node straight on
+			// to the cloud's (taking a region's unit frees its cloud's).
+			q := max(it.qr, it.qc)
+			v, ok := or.qnode[q]
+			if !ok {
+				v, q = S, 0 // no item uses the quota: an arc with no room
+			}
+			cp := min(it.cap, n)
+			if q == 0 {
+				cp = 0
+			}
+			or.arcs = append(or.arcs, g.addArc(v, kin+it.ci, cp, or.ints[i]))
+			continue
+		}
 		from := OD
 		if it.spot {
 			from = SP
 		}
-		or.arcs = append(or.arcs, g.addArc(from, kin+it.ci, min(it.cap, n), or.ints[i]))
+		to := kin + it.ci
+		if v, ok := or.qnode[it.qr]; ok && it.qr > 0 {
+			to = v
+		} else if v, ok := or.qnode[it.qc]; ok && it.qc > 0 {
+			to = v
+		}
+		or.arcs = append(or.arcs, g.addArc(from, to, min(it.cap, n), or.ints[i]))
+	}
+	// Each quota's node: on to the cloud's quota (a region's) or node.
+	for _, q := range or.qs {
+		i := slices.IndexFunc(items, func(it oitem) bool { return !it.pool && (it.qr == q || it.qc == q) })
+		it := &items[i]
+		to := kin + it.ci
+		if it.qr == q && it.qc > 0 {
+			to = or.qnode[it.qc]
+		}
+		g.addArc(or.qnode[q], to, min(max(qcap(q-1), 0), n), 0)
 	}
 	for k := range int32(K) {
 		if split {
@@ -250,6 +333,36 @@ func (s *solver) statics(d *dem) *dstatic {
 				}
 			}
 			st.unl = append(st.unl, front...)
+			// Unlimited offerings under quotas, per quota chain: the
+			// frontier of each (by cost, then cheaper in price with a
+			// budget). Such a one dominates an offering no cheaper whose
+			// chain holds its own: it can take everything that one would,
+			// counting against no other quota.
+			qfront := map[[2]int32][]int32{}
+			if len(s.quotas) > 0 {
+				for _, o := range fin {
+					if s.finite[o] {
+						continue
+					}
+					k := [2]int32{s.qReg[o], s.qCloud[o]}
+					qfront[k] = append(qfront[k], o)
+				}
+				for k, l := range qfront {
+					slices.SortStableFunc(l, func(a, b int32) int {
+						if c := cmpFloat(s.cost(d, a), s.cost(d, b)); c != 0 {
+							return c
+						}
+						return int(s.rank[a] - s.rank[b])
+					})
+					var f []int32
+					for _, o := range l {
+						if len(f) == 0 || (d.budget > 0 && s.offs[o].Price < s.offs[f[len(f)-1]].Price) {
+							f = append(f, o)
+						}
+					}
+					qfront[k] = f
+				}
+			}
 			for _, o := range fin {
 				cost, price := s.cost(d, o), s.offs[o].Price
 				dominated := false
@@ -257,6 +370,19 @@ func (s *solver) statics(d *dem) *dstatic {
 					if u.cost <= cost && (d.budget == 0 || u.price <= price) {
 						dominated = true
 						break
+					}
+				}
+				r, cq := s.qRegOf(o), s.qCloudOf(o)
+				for _, k := range [4][2]int32{{0, 0}, {r, 0}, {0, cq}, {r, cq}} {
+					if dominated || (k[0] != 0 && k[0] != r) || (k[1] != 0 && k[1] != cq) {
+						continue
+					}
+					for _, u := range qfront[k] {
+						uc := s.cost(d, u)
+						if u != o && (uc < cost || (uc == cost && s.rank[u] < s.rank[o])) && (d.budget == 0 || s.offs[u].Price <= price) {
+							dominated = true
+							break
+						}
 					}
 				}
 				if !dominated {
@@ -294,13 +420,24 @@ func (s *solver) item(d *dem, o int32, kept bool, cp int64) oitem {
 	if kept {
 		cost -= s.w.ChurnUSD
 	}
-	return oitem{off: o, ci: d.cls.cloudPos[s.cloudOf[o]], spot: s.offs[o].Spot, kept: kept, cap: cp, cost: cost, price: s.offs[o].Price}
+	it := oitem{off: o, ci: d.cls.cloudPos[s.cloudOf[o]], spot: s.offs[o].Spot, kept: kept, cap: cp, cost: cost, price: s.offs[o].Price}
+	if !kept && len(s.quotas) > 0 {
+		it.qr, it.qc = s.qReg[o], s.qCloud[o]
+	}
+	return it
 }
 
 // prune drops the items no solution needs: per cloud and purchase option,
 // those with at least R replicas of capacity on items no worse in cost (and,
-// with a budget, in price).
+// with a budget, in price) and under no quota the item is not under.
 func (s *solver) prune(d *dem, its []oitem) []oitem {
+	var pools []oitem
+	its = slices.DeleteFunc(its, func(it oitem) bool {
+		if it.pool {
+			pools = append(pools, it)
+		}
+		return it.pool
+	})
 	slices.SortStableFunc(its, func(a, b oitem) int { return s.itemCmp(&a, &b) })
 	R := int64(d.R)
 	out := its[:0]
@@ -314,7 +451,7 @@ func (s *solver) prune(d *dem, its []oitem) []oitem {
 			it := its[k]
 			var better int64
 			for _, a := range out[start:] {
-				if d.budget == 0 || a.price <= it.price {
+				if (d.budget == 0 || a.price <= it.price) && (a.qr == 0 || a.qr == it.qr) && (a.qc == 0 || a.qc == it.qc) {
 					better += a.cap
 				}
 			}
@@ -325,30 +462,37 @@ func (s *solver) prune(d *dem, its []oitem) []oitem {
 		}
 		i = j
 	}
-	return out
+	return append(out, pools...)
 }
 
 // bestFor places d optimally given what the others leave (avail): as many
 // replicas as its rules allow, at the least objective. It also returns the
 // price weight t in [0,1) the budget needed (0 if it does not bind).
-func (s *solver) bestFor(d *dem, avail func(int32) int64) (dsol, float64) {
+func (s *solver) bestFor(d *dem, avail func(int32) int64, qcap qcapFunc) (dsol, float64) {
 	items := s.items(d, avail)
-	fl, t := s.bestForItems(d, items)
-	return s.toSol(d, items, fl, int(sumFlows(fl))), t
+	fl, t := s.bestForItems(d, items, qcap)
+	return s.toSol(d, items, fl, int(placedIn(items, fl))), t
 }
 
 // bestForItemsTrade is bestForItems where leaving a replica unplaced costs
 // the unplaced penalty instead of being ruled out first: it tries the most
-// replicas d can place and up to three fewer.
-func (s *solver) bestForItemsTrade(d *dem, items []oitem) []int64 {
-	fl, _ := s.bestForItems(d, items)
-	nmax := int(sumFlows(fl))
+// replicas d can place and up to three fewer, or as many fewer as the pools
+// among items hold room (what d gives up there may place others').
+func (s *solver) bestForItemsTrade(d *dem, items []oitem, qcap qcapFunc) []int64 {
+	fl, _ := s.bestForItems(d, items, qcap)
+	nmax := int(placedIn(items, fl))
 	best := slices.Clone(fl)
 	bestCost := sumBy(items, fl, itemCost)
 	pen := float64(unplacedCost) / costScale
-	for n := nmax - 1; n >= max(0, nmax-3); n-- {
-		fl, _ := s.bestForItemsN(d, items, n)
-		if int(sumFlows(fl)) != n {
+	fewer := int64(3)
+	for i := range items {
+		if items[i].pool {
+			fewer = max(fewer, min(items[i].cap, int64(d.R)))
+		}
+	}
+	for n := nmax - 1; n >= max(0, nmax-int(fewer)); n-- {
+		fl, _ := s.bestForItemsN(d, items, qcap, n)
+		if int(placedIn(items, fl)) != n {
 			continue
 		}
 		if c := sumBy(items, fl, itemCost) + float64(nmax-n)*pen; c < bestCost-1e-9 {
@@ -360,33 +504,25 @@ func (s *solver) bestForItemsTrade(d *dem, items []oitem) []int64 {
 	return best
 }
 
-func sumFlows(fl []int64) int64 {
-	var n int64
-	for _, f := range fl {
-		n += f
-	}
-	return n
-}
-
 // bestForItems places d optimally over items: as many replicas as its rules
 // allow, at the least objective. It returns the flow per item and the price
 // weight t in [0,1) the budget needed (0 if it does not bind).
-func (s *solver) bestForItems(d *dem, items []oitem) ([]int64, float64) {
-	return s.bestForItemsN(d, items, d.R)
+func (s *solver) bestForItems(d *dem, items []oitem, qcap qcapFunc) ([]int64, float64) {
+	return s.bestForItemsN(d, items, qcap, d.R)
 }
 
 // bestForItemsN is bestForItems placing at most nMax replicas.
-func (s *solver) bestForItemsN(d *dem, items []oitem, nMax int) ([]int64, float64) {
+func (s *solver) bestForItemsN(d *dem, items []oitem, qcap qcapFunc, nMax int) ([]int64, float64) {
 	K := len(d.cls.clouds)
 	or := &s.or
 	budget := d.budget
 	feasible := func(n int) ([]int64, bool) {
 		r := d.rulesFor(n)
 		if budget > 0 {
-			fl, ok := or.solve(items, K, r, itemPrice)
+			fl, ok := or.solve(items, K, r, itemPrice, qcap)
 			return fl, ok && sumBy(items, fl, itemPrice) <= budget+budgetEps
 		}
-		return or.solve(items, K, r, itemCost)
+		return or.solve(items, K, r, itemCost, qcap)
 	}
 	n := nMax
 	fl, ok := feasible(n)
@@ -416,14 +552,14 @@ func (s *solver) bestForItemsN(d *dem, items []oitem, nMax int) ([]int64, float6
 				}
 			}
 		}
-		fl, ok := or.solve(items, K, r, itemCost)
+		fl, ok := or.solve(items, K, r, itemCost, qcap)
 		if ok && sumBy(items, fl, itemPrice) <= budget+budgetEps {
 			copy(best, fl)
 		} else {
 			lo, hi := 0.0, 1.0
 			for range 30 {
 				mid := (lo + hi) / 2
-				fl, ok := or.solve(items, K, r, func(it *oitem) float64 { return (1-mid)*it.cost + mid*it.price })
+				fl, ok := or.solve(items, K, r, func(it *oitem) float64 { return (1-mid)*it.cost + mid*it.price }, qcap)
 				if !ok {
 					break
 				}
@@ -435,7 +571,7 @@ func (s *solver) bestForItemsN(d *dem, items []oitem, nMax int) ([]int64, float6
 				}
 			}
 			t = hi
-			exactBudget(items, r, budget, best, &bestCost)
+			exactBudget(items, r, budget, best, &bestCost, qcap)
 		}
 	}
 	return best, t
@@ -444,7 +580,7 @@ func (s *solver) bestForItemsN(d *dem, items []oitem, nMax int) ([]int64, float6
 func (s *solver) toSol(d *dem, items []oitem, fl []int64, n int) dsol {
 	sol := dsol{unplaced: d.R - n}
 	for i := range items {
-		if fl[i] > 0 {
+		if fl[i] > 0 && !items[i].pool {
 			sol.x = addX(sol.x, items[i].off, int(fl[i]))
 		}
 	}
@@ -468,10 +604,121 @@ func (s *solver) sortX(x []xo) {
 
 // exactBudget improves best (flows over items, cost *bestCost) by a branch and
 // bound over the counts per item, with a node limit.
-func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost *float64) {
-	idx := make([]int, len(items))
-	for i := range idx {
-		idx[i] = i
+func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost *float64, qcap qcapFunc) {
+	// Room left in each quota the items count against, and the room taken
+	// from others (pools) beyond it: per quota, its pool items in cost
+	// order (used cheapest first; a unit from a region's pool frees its
+	// cloud's quota too).
+	room := map[int32]int64{}
+	pools := map[int32][]int{}
+	inPool := map[int32]int64{} // pool units used, per quota
+	if qcap != nil {
+		for i := range items {
+			it := &items[i]
+			if it.pool {
+				q := max(it.qr, it.qc)
+				pools[q] = append(pools[q], i)
+				continue
+			}
+			for _, q := range [2]int32{it.qr, it.qc} {
+				if q > 0 {
+					room[q] = max(qcap(q-1), 0)
+				}
+			}
+		}
+		for _, l := range pools {
+			slices.SortStableFunc(l, func(a, b int) int { return cmpFloat(items[a].cost, items[b].cost) })
+		}
+	}
+	poolCap := func(q int32) int64 {
+		var n int64
+		for _, i := range pools[q] {
+			n += items[i].cap
+		}
+		return n - inPool[q]
+	}
+	// poolCost is what units inPool[q] .. inPool[q]+v of q's pools cost.
+	poolCost := func(q int32, v int64) float64 {
+		var c float64
+		from := inPool[q]
+		for _, i := range pools[q] {
+			if v == 0 {
+				break
+			}
+			cp := items[i].cap
+			if from >= cp {
+				from -= cp
+				continue
+			}
+			k := min(cp-from, v)
+			c += float64(k) * items[i].cost
+			v -= k
+			from = 0
+		}
+		return c
+	}
+	// quotaTop bounds the units of it the quotas allow: a region's room
+	// and pools; of the units through the region's room, the cloud's room
+	// and pools.
+	quotaTop := func(it *oitem, top int64) int64 {
+		if qcap == nil {
+			return top
+		}
+		reach := int64(-1) // units that reach the cloud's quota: all (-1), or at most this
+		if it.qr > 0 {
+			top = min(top, room[it.qr]+poolCap(it.qr))
+			reach = room[it.qr]
+		}
+		if it.qc > 0 {
+			if c := room[it.qc] + poolCap(it.qc); reach < 0 || reach > c {
+				top = min(top, c)
+			}
+		}
+		return top
+	}
+	// takeQuota takes v units of it from the quotas (free room first) and
+	// returns what the pools charge; give undoes it.
+	type taken struct{ fr, pr, fc, pc int64 }
+	takeQuota := func(it *oitem, v int64) (taken, float64) {
+		var t taken
+		var cost float64
+		if qcap == nil {
+			return t, 0
+		}
+		reach := v
+		if q := it.qr; q > 0 {
+			t.fr = min(v, room[q])
+			t.pr = v - t.fr
+			room[q] -= t.fr
+			cost += poolCost(q, t.pr)
+			inPool[q] += t.pr
+			reach = t.fr
+		}
+		if q := it.qc; q > 0 {
+			t.fc = min(reach, room[q])
+			t.pc = reach - t.fc
+			room[q] -= t.fc
+			cost += poolCost(q, t.pc)
+			inPool[q] += t.pc
+		}
+		return t, cost
+	}
+	give := func(it *oitem, t taken) {
+		if it.qr > 0 {
+			room[it.qr] += t.fr
+			inPool[it.qr] -= t.pr
+		}
+		if it.qc > 0 {
+			room[it.qc] += t.fc
+			inPool[it.qc] -= t.pc
+		}
+	}
+	// The items to decide (pools follow from them).
+	var idx []int
+	for i := range items {
+		if !items[i].pool {
+			idx = append(idx, i)
+		}
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return items[idx[a]].cost < items[idx[b]].cost })
 	m := len(idx)
@@ -509,6 +756,13 @@ func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost
 				for j, v := range x {
 					best[j] = v
 				}
+				for q, l := range pools {
+					u := inPool[q]
+					for _, i := range l {
+						best[i] = min(u, items[i].cap)
+						u -= best[i]
+					}
+				}
 			}
 			return
 		}
@@ -528,7 +782,7 @@ func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost
 		}
 		i := idx[k]
 		it := &items[i]
-		top := min(it.cap, int64(left), int64(r.M-perCloud[it.ci]))
+		top := quotaTop(it, min(it.cap, int64(left), int64(r.M-perCloud[it.ci])))
 		for v := top; v >= 0; v-- {
 			if v > 0 && price+float64(v)*it.price > budget+budgetEps {
 				continue
@@ -539,11 +793,13 @@ func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost
 				nu++
 			}
 			perCloud[it.ci] += int(v)
+			t, pc := takeQuota(it, v)
 			nod := od
 			if !it.spot {
 				nod += v
 			}
-			dfs(k+1, left-int(v), cost+float64(v)*it.cost, price+float64(v)*it.price, nod, nu)
+			dfs(k+1, left-int(v), cost+float64(v)*it.cost+pc, price+float64(v)*it.price, nod, nu)
+			give(it, t)
 			perCloud[it.ci] -= int(v)
 			x[i] = 0
 		}
@@ -555,7 +811,7 @@ func exactBudget(items []oitem, r orules, budget float64, best []int64, bestCost
 // alone with the offerings' full capacity and its spread rules, run
 // onDemandBase replicas on demand: the multiplier the joint flow uses for a
 // rule it cannot express.
-func (s *solver) isolationLambda(d *dem, items []oitem) float64 {
+func (s *solver) isolationLambda(d *dem, items []oitem, qcap qcapFunc) float64 {
 	K := len(d.cls.clouds)
 	r := d.rulesFor(d.R)
 	need := r.bb
@@ -566,7 +822,7 @@ func (s *solver) isolationLambda(d *dem, items []oitem) float64 {
 				return it.cost + lam
 			}
 			return it.cost
-		})
+		}, qcap)
 		if !ok {
 			return true
 		}
@@ -642,7 +898,7 @@ func (s *solver) stageA(d *dem) string {
 			}
 		}
 	}
-	fl, ok := s.or.solve(items, K, d.rulesFor(d.R), itemPrice)
+	fl, ok := s.or.solve(items, K, d.rulesFor(d.R), itemPrice, nil)
 	if !ok {
 		var rules []string
 		if d.mm >= 2 {
@@ -663,4 +919,29 @@ func (s *solver) stageA(d *dem) string {
 		}
 	}
 	return ""
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// qRegOf and qCloudOf are o's region and cloud quota (1-based, 0: none).
+func (s *solver) qRegOf(o int32) int32 {
+	if len(s.quotas) == 0 {
+		return 0
+	}
+	return s.qReg[o]
+}
+
+func (s *solver) qCloudOf(o int32) int32 {
+	if len(s.quotas) == 0 {
+		return 0
+	}
+	return s.qCloud[o]
 }

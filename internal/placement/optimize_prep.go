@@ -23,6 +23,16 @@ type solver struct {
 	regionOf []int32
 	base     []float64 // price + SpotRiskUSD * interruptions
 	finite   []bool    // Capacity >= 0
+	// limited: finite, or in the scope of a quota; such offerings are
+	// shared (through the joint flow), the others are not.
+	limited []bool
+
+	// quotas, by (cloud, region) with a cloud's own quota (region "")
+	// first; qReg and qCloud give, per offering, 1 + the index of the
+	// quota of its region and of its cloud (0: none).
+	quotas []squota
+	qReg   []int32
+	qCloud []int32
 
 	cloudNames  []string
 	cloudIdx    map[string]int32
@@ -73,9 +83,17 @@ type group struct {
 	cloud, region int32
 	rpos          int32 // position of region in class.regions
 	spot          bool
-	unl           []int32 // unlimited capacity, by (base, ID)
-	fin           []int32 // finite capacity, by (base, ID)
+	unl           []int32 // unlimited capacity and no quota, by (base, ID)
+	fin           []int32 // limited (finite capacity or a quota), by (base, ID)
 	unlFront      []int32 // of unl, those no other beats in both base and price
+}
+
+// squota is one Quota in the solver's terms.
+type squota struct {
+	cloud  int32
+	region int32 // -1: the whole cloud
+	limit  int64 // >= 0
+	parent int32 // a region quota's cloud quota, -1 if none
 }
 
 // dem is one Demand with everything derived from it.
@@ -201,6 +219,7 @@ func newSolver(p *Problem) *solver {
 		s.accel[i] = a
 		s.memB[i] = o.MemoryGiB * (1 << 30)
 	}
+	s.buildQuotas()
 	s.cloudMembers = make([][]int32, len(s.cloudNames))
 	for _, i := range s.byRank {
 		s.cloudMembers[s.cloudOf[i]] = append(s.cloudMembers[s.cloudOf[i]], i)
@@ -222,6 +241,101 @@ func newSolver(p *Problem) *solver {
 		return 0
 	})
 	return s
+}
+
+// buildQuotas indexes p.Quotas: those naming no offering's cloud (and
+// region) are dropped, two on the same scope merge into the smaller.
+func (s *solver) buildQuotas() {
+	s.limited = slices.Clone(s.finite)
+	if len(s.p.Quotas) == 0 {
+		return
+	}
+	has := map[[2]int32]bool{}
+	for i := range s.offs {
+		has[[2]int32{s.cloudOf[i], s.regionOf[i]}] = true
+		has[[2]int32{s.cloudOf[i], -1}] = true
+	}
+	lim := map[[2]int32]int64{}
+	for _, q := range s.p.Quotas {
+		c, ok := s.cloudIdx[q.Cloud]
+		if !ok {
+			continue
+		}
+		r := int32(-1)
+		if q.Region != "" {
+			ri, ok := s.regionIdx[q.Region]
+			if !ok {
+				continue
+			}
+			r = ri
+		}
+		k := [2]int32{c, r}
+		if !has[k] {
+			continue
+		}
+		l := int64(max(q.Limit, 0))
+		if old, dup := lim[k]; !dup || l < old {
+			lim[k] = l
+		}
+	}
+	keys := make([][2]int32, 0, len(lim))
+	for k := range lim {
+		keys = append(keys, k)
+	}
+	// Ids sort like names, and -1 (the whole cloud) before every region.
+	slices.SortFunc(keys, func(a, b [2]int32) int {
+		if a[0] != b[0] {
+			return int(a[0] - b[0])
+		}
+		return int(a[1] - b[1])
+	})
+	idx := map[[2]int32]int32{}
+	for _, k := range keys {
+		parent := int32(-1)
+		if p, ok := idx[[2]int32{k[0], -1}]; ok && k[1] >= 0 {
+			parent = p
+		}
+		idx[k] = int32(len(s.quotas))
+		s.quotas = append(s.quotas, squota{cloud: k[0], region: k[1], limit: lim[k], parent: parent})
+	}
+	s.qReg = make([]int32, s.n)
+	s.qCloud = make([]int32, s.n)
+	for i := range s.offs {
+		if q, ok := idx[[2]int32{s.cloudOf[i], s.regionOf[i]}]; ok {
+			s.qReg[i] = q + 1
+			s.limited[i] = true
+		}
+		if q, ok := idx[[2]int32{s.cloudOf[i], -1}]; ok {
+			s.qCloud[i] = q + 1
+			s.limited[i] = true
+		}
+	}
+}
+
+// quotaChain lists the quotas (indices) o's new replicas count against,
+// the region's first.
+func (s *solver) quotaChain(o int32) (q [2]int32, n int) {
+	if len(s.quotas) == 0 {
+		return q, 0
+	}
+	if r := s.qReg[o]; r > 0 {
+		q[n] = r - 1
+		n++
+	}
+	if c := s.qCloud[o]; c > 0 {
+		q[n] = c - 1
+		n++
+	}
+	return q, n
+}
+
+// quotaName is "cloud X region Y" or "cloud X".
+func (s *solver) quotaName(q int32) string {
+	sq := &s.quotas[q]
+	if sq.region < 0 {
+		return "cloud " + s.cloudNames[sq.cloud]
+	}
+	return "cloud " + s.cloudNames[sq.cloud] + " region " + s.regionNames[sq.region]
 }
 
 // rtt is RTT(t, r) as the package documentation defines it.

@@ -153,7 +153,7 @@ func checkPlan(t *testing.T, p Problem, plan Plan) (float64, int) {
 		if dp.Deployment != d.Deployment {
 			t.Errorf("deployment %d named %q, want %q", di, dp.Deployment, d.Deployment)
 		}
-		ruleInfeasible := dp.Infeasible != "" && !strings.HasPrefix(dp.Infeasible, "capacity:")
+		ruleInfeasible := dp.Infeasible != "" && !shortOfRoom(dp)
 		if ruleInfeasible && (len(dp.Placements) > 0 || dp.Unplaced != r.R) {
 			t.Errorf("%s: rule-infeasible (%s) but placed %v unplaced %d", d.Deployment, dp.Infeasible, dp.Placements, dp.Unplaced)
 		}
@@ -222,10 +222,32 @@ func checkPlan(t *testing.T, p Problem, plan Plan) (float64, int) {
 			t.Errorf("offering %s: %d new replicas over capacity %d", p.Offerings[o].ID, n, c)
 		}
 	}
+	for _, q := range p.Quotas {
+		n := 0
+		for o, k := range used {
+			if inQuota(q, p.Offerings[o]) {
+				n += k
+			}
+		}
+		if n > max(q.Limit, 0) {
+			t.Errorf("quota %+v: %d new replicas", q, n)
+		}
+	}
 	if math.Abs(total-plan.Objective) > 1e-6 {
 		t.Errorf("plan objective %.6f, recomputed %.6f", plan.Objective, total)
 	}
 	return total, unplaced
+}
+
+// shortOfRoom reports whether dp is infeasible for capacity or a quota
+// (partly placed), not for its own rules.
+func shortOfRoom(dp DeploymentPlan) bool {
+	return strings.HasPrefix(dp.Infeasible, "capacity:") || strings.HasPrefix(dp.Infeasible, "quota:")
+}
+
+// inQuota reports whether offering o is in quota q's scope.
+func inQuota(q Quota, o Offering) bool {
+	return o.Cloud == q.Cloud && (q.Region == "" || o.Region == q.Region)
 }
 
 // compositions calls f with every x over k slots summing to n (x is reused).
@@ -362,6 +384,25 @@ func bruteForce(p Problem) (int, float64, []bool) {
 	for i, o := range offs {
 		capLeft[i] = o.Capacity
 	}
+	quotaLeft := make([]int, len(p.Quotas))
+	for q, qu := range p.Quotas {
+		quotaLeft[q] = max(qu.Limit, 0)
+	}
+	// quse[i][k][q]: new replicas option k of demand i puts in quota q's scope.
+	quse := make([][][]int, len(opts))
+	for i := range opts {
+		quse[i] = make([][]int, len(opts[i]))
+		for k, o := range opts[i] {
+			quse[i][k] = make([]int, len(p.Quotas))
+			for j, v := range o.newN {
+				for q, qu := range p.Quotas {
+					if inQuota(qu, offs[feasOf[i][j]]) {
+						quse[i][k][q] += v
+					}
+				}
+			}
+		}
+	}
 	best := math.Inf(1)
 	choice := make([]int, len(opts))
 	var rec func(i int, acc float64)
@@ -389,10 +430,18 @@ func bruteForce(p Problem) (int, float64, []bool) {
 					continue next
 				}
 			}
+			for q, v := range quse[i][oi] {
+				if v > quotaLeft[q] {
+					continue next
+				}
+			}
 			for j, v := range o.newN {
 				if capLeft[F[j]] >= 0 {
 					capLeft[F[j]] -= v
 				}
+			}
+			for q, v := range quse[i][oi] {
+				quotaLeft[q] -= v
 			}
 			choice[i] = oi
 			rec(i+1, acc+key(o))
@@ -400,6 +449,9 @@ func bruteForce(p Problem) (int, float64, []bool) {
 				if capLeft[F[j]] >= 0 {
 					capLeft[F[j]] += v
 				}
+			}
+			for q, v := range quse[i][oi] {
+				quotaLeft[q] += v
 			}
 		}
 	}
@@ -504,6 +556,17 @@ func randomProblem(rng *rand.Rand, nDem, nOff, maxR int) Problem {
 		}
 		p.Demands = append(p.Demands, d)
 	}
+	// Quotas on a cloud or one of its regions, now and then nested.
+	if rng.IntN(3) == 0 {
+		for range 1 + rng.IntN(2) {
+			l := locs[rng.IntN(len(locs))]
+			q := Quota{Cloud: l.cloud, Limit: rng.IntN(5)}
+			if rng.IntN(2) == 0 {
+				q.Region = l.region
+			}
+			p.Quotas = append(p.Quotas, q)
+		}
+	}
 	return p
 }
 
@@ -528,7 +591,7 @@ func TestOptimizeMatchesBruteForce(t *testing.T) {
 		obj, u := checkPlan(t, p, plan)
 		bu, bobj, ruleInf := bruteForce(p)
 		for di, dp := range plan.Deployments {
-			got := dp.Infeasible != "" && !strings.HasPrefix(dp.Infeasible, "capacity:")
+			got := dp.Infeasible != "" && !shortOfRoom(dp)
 			if got != ruleInf[di] {
 				t.Errorf("instance %d: %s rule-infeasible=%v (%q), brute force %v", i, dp.Deployment, got, dp.Infeasible, ruleInf[di])
 			}
@@ -580,7 +643,7 @@ func dumpProblem(p Problem, plan Plan) string {
 	for _, o := range p.Offerings {
 		fmt.Fprintf(&b, "  off %s price=%.2f int=%.2f cap=%d vcpu=%g mem=%g gpu=%s/%d rt=%v unav=%q\n", o.ID, o.Price, o.InterruptionsPerHour, o.Capacity, o.VCPUs, o.MemoryGiB, o.Accelerator, o.AcceleratorCount, o.Runtimes, o.Unavailable)
 	}
-	fmt.Fprintf(&b, "  weights %+v\n", p.Weights)
+	fmt.Fprintf(&b, "  weights %+v quotas %+v\n", p.Weights, p.Quotas)
 	for i, d := range p.Demands {
 		pl := d.Placement
 		fmt.Fprintf(&b, "  dem %s R=%d rt=%s res=%+v clouds=%v regions=%v labels=%v spread=%+v spot=%+v budget=%.2f maxh=%.2f traffic=%v cur=%v\n",

@@ -2,6 +2,7 @@ package placement
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -442,6 +443,143 @@ func TestOptimizeBudgetUnderContention(t *testing.T) {
 	}
 	if got := placed(plan.Deployments[0]); !reflect.DeepEqual(got, []string{"gcp/us-central1/dear×2"}) {
 		t.Errorf("loose: %v", got)
+	}
+}
+
+func TestOptimizeTwoBudgetsShareASlot(t *testing.T) {
+	// Both budgets bind and both want the cheap offering, which cannot hold
+	// everyone: "big" fits its 15 replicas in budget only with 9 cheap
+	// slots, "small" its 10 with 6. A take move that prices the slots the
+	// other holds must see that its 4th slot given up costs a replica (the
+	// bench's seed-1 instance 73 left one unplaced that way).
+	p := Problem{
+		Offerings: []Offering{
+			offer("runpod", "US-GA-1", "cheap", 0.86, capacity(15)),
+			offer("runpod", "US-TX-2", "dear", 1.72),
+			offer("runpod", "SE", "dearest", 3.44),
+		},
+		Demands: []Demand{
+			demand("small", 10, func(d *Demand) { d.Placement.Budget = 12.799 }),
+			demand("big", 15, func(d *Demand) { d.Placement.Budget = 19.156 }),
+		},
+	}
+	plan := Optimize(p)
+	// Every way to share the 15 cheap slots within both budgets costs the same.
+	if obj, u := checkPlan(t, p, plan); u != 0 || math.Abs(obj-(15*0.86+10*1.72)) > 1e-6 {
+		t.Errorf("%d unplaced, objective %.4f; want 0 and %.4f\n%s", u, obj, 15*0.86+10*1.72, dumpProblem(p, plan))
+	}
+}
+
+func TestConvexMarginals(t *testing.T) {
+	// A cost curve that jumps (a replica unplaced) and then needs less.
+	got := convexMarginals([]float64{0, 1, 2, 3, 13, 14, 24, 25})
+	want := []float64{1, 1, 1, 5.5, 5.5, 5.5, 5.5}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("convexMarginals = %v, want %v", got, want)
+	}
+	if got := convexMarginals([]float64{0}); len(got) != 0 {
+		t.Errorf("empty curve: %v", got)
+	}
+}
+
+func TestOptimizeQuotas(t *testing.T) {
+	offs := []Offering{
+		offer("aws", "us-east-1", "m5", 0.10),
+		offer("aws", "us-east-1", "c5", 0.12, capacity(10), func(o *Offering) { o.VCPUs = 8 }),
+		offer("aws", "us-west-2", "m5", 0.11),
+		offer("gcp", "us-central1", "n2", 0.20),
+	}
+	tests := []struct {
+		name   string
+		quotas []Quota
+		dems   []Demand
+		want   [][]string
+		reason []string // Infeasible per demand
+	}{
+		{
+			name:   "region quota",
+			quotas: []Quota{{Cloud: "aws", Region: "us-east-1", Limit: 2}},
+			dems:   []Demand{demand("x", 5)},
+			want:   [][]string{{"aws/us-east-1/m5×2", "aws/us-west-2/m5×3"}},
+		},
+		{
+			name:   "cloud quota over its regions, and a region's inside it",
+			quotas: []Quota{{Cloud: "aws", Limit: 3}, {Cloud: "aws", Region: "us-east-1", Limit: 1}},
+			dems:   []Demand{demand("x", 5)},
+			want:   [][]string{{"aws/us-east-1/m5×1", "aws/us-west-2/m5×2", "gcp/us-central1/n2×2"}},
+		},
+		{
+			name:   "the tighter of two quotas on one scope; unknown clouds limit nothing",
+			quotas: []Quota{{Cloud: "aws", Limit: 4}, {Cloud: "aws", Limit: 1}, {Cloud: "oci", Limit: 0}, {Cloud: "gcp", Region: "mars-1", Limit: 0}},
+			dems:   []Demand{demand("x", 3)},
+			want:   [][]string{{"aws/us-east-1/m5×1", "gcp/us-central1/n2×2"}},
+		},
+		{
+			name:   "running replicas need no quota, a negative limit is 0",
+			quotas: []Quota{{Cloud: "aws", Limit: -2}},
+			dems:   []Demand{demand("x", 4, running("aws/us-east-1/m5", 3))},
+			want:   [][]string{{"aws/us-east-1/m5×3", "gcp/us-central1/n2×1"}},
+		},
+		{
+			name:   "shared: the slots go where the alternative costs most",
+			quotas: []Quota{{Cloud: "aws", Limit: 2}},
+			dems: []Demand{
+				demand("near-gcp", 2),
+				demand("aws-or-far", 2, func(d *Demand) {
+					d.Placement.Traffic = map[string]float64{"us-east-1": 1}
+				}),
+			},
+			want: [][]string{{"gcp/us-central1/n2×2"}, {"aws/us-east-1/m5×2"}},
+		},
+		{
+			name:   "unplaced for a quota",
+			quotas: []Quota{{Cloud: "aws", Region: "us-east-1", Limit: 2}},
+			dems: []Demand{demand("x", 4, func(d *Demand) {
+				d.Placement.Regions = []string{"us-east-1"}
+			})},
+			want:   [][]string{{"aws/us-east-1/m5×2"}},
+			reason: []string{"quota: cloud aws region us-east-1 allows 2 more replicas; only 2 of 4 replicas fit"},
+		},
+		{
+			name:   "unplaced for capacity, not the quota",
+			quotas: []Quota{{Cloud: "aws", Limit: 20}},
+			dems: []Demand{demand("x", 12, func(d *Demand) {
+				d.Resources.CPU = 8 // only c5 has 8
+			}), demand("y", 1, func(d *Demand) { d.Placement.Regions = []string{"us-west-2"} })},
+			want:   [][]string{{"aws/us-east-1/c5×10"}, {"aws/us-west-2/m5×1"}},
+			reason: []string{"capacity: only 10 of 12 replicas fit in the feasible offerings", ""},
+		},
+		{
+			name:   "a budget (placed outside the flow) keeps to the quota too",
+			quotas: []Quota{{Cloud: "aws", Region: "us-east-1", Limit: 1}},
+			dems: []Demand{
+				// Near gcp (traffic) but its budget only affords aws.
+				demand("tight", 3, func(d *Demand) {
+					d.Placement.Budget = 0.34
+					d.Placement.Traffic = map[string]float64{"us-central1": 1}
+				}),
+				demand("other", 2, func(d *Demand) { d.Placement.Clouds = []string{"aws"} }),
+			},
+			want: [][]string{{"aws/us-east-1/m5×1", "aws/us-west-2/m5×2"}, {"aws/us-west-2/m5×2"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Problem{Offerings: offs, Demands: tt.dems, Quotas: tt.quotas,
+				RTTms: map[[2]string]float64{{"us-east-1", "us-central1"}: 1000, {"us-east-1", "us-west-2"}: 1000, {"us-west-2", "us-central1"}: 1000}}
+			plan := Optimize(p)
+			checkPlan(t, p, plan)
+			for i, w := range tt.want {
+				if got := placed(plan.Deployments[i]); !reflect.DeepEqual(got, w) {
+					t.Errorf("%s: %v, want %v", p.Demands[i].Deployment, got, w)
+				}
+			}
+			for i, w := range tt.reason {
+				if got := plan.Deployments[i].Infeasible; got != w {
+					t.Errorf("%s: infeasible %q, want %q", p.Demands[i].Deployment, got, w)
+				}
+			}
+		})
 	}
 }
 

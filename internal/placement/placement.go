@@ -22,7 +22,11 @@
 // (0: no limit); B_d = budget (0: no limit); b_d = min(spot.onDemandBase, R_d)
 // when spot.allowed, else 0. cur_{d,o} = the sum of the d.Current counts
 // naming o; C_d = the sum of all d.Current counts (also those naming unknown
-// or infeasible offerings).
+// or infeasible offerings). A quota q in p.Quotas has the scope S_q = the
+// offerings o with o.Cloud == q.Cloud and, unless q.Region == "", o.Region
+// == q.Region, and the limit L_q = max(q.Limit, 0); a quota whose scope is
+// empty limits nothing, and of two quotas with the same (cloud, region) the
+// smaller limit applies.
 //
 // Feasibility. Offering o is feasible for d iff all of: o.Unavailable == "";
 // d.Runtime is in o.Runtimes; clouds is empty or contains o.Cloud; regions is
@@ -40,7 +44,8 @@
 // else p.RTTms[{r,t}], else DefaultRTTms.
 //
 // Stage A, hard rules with capacity ignored. A demand with R_d > 0 is
-// rule-infeasible when no integers x_{d,o} >= 0 over F_d (Capacity ignored)
+// rule-infeasible when no integers x_{d,o} >= 0 over F_d (Capacity and
+// quotas ignored)
 // have sum_o x = R_d, at most M_d per cloud, at least m_d clouds with x > 0,
 // at least b_d replicas on non-spot offerings and sum_o o.Price*x <= B_d. Such
 // a demand gets no placement, Unplaced = R_d, Moved = 0, Objective = 0, and
@@ -56,12 +61,14 @@
 //
 //	sum_o x_{d,o} + u_d = R_d
 //	sum_d (x_{d,o} - kept_{d,o}) <= o.Capacity          for o.Capacity >= 0
+//	sum_d sum_{o in S_q} (x_{d,o} - kept_{d,o}) <= L_q   for every quota q
 //	sum_{o in cloud k} x_{d,o} <= M_d                    if M_d > 0
 //	y_{d,k} <= sum_{o in cloud k} x_{d,o},   sum_k y_{d,k} >= m_d - u_d
 //	sum_{o not spot} x_{d,o} >= b_d - u_d
 //	sum_o o.Price*x_{d,o} <= B_d                        if B_d > 0
 //
-// Running replicas need no capacity (Capacity counts only new ones). An
+// Running replicas need no capacity and no quota (both count only new
+// ones). An
 // unplaced replica relaxes minClouds and onDemandBase by one (it is the one
 // that would have gone to the missing cloud or on-demand slot). moved_d =
 // min(C_d, R_d) - sum_o kept_{d,o}, which is max(0, C_d - sum kept) -
@@ -74,7 +81,11 @@
 // The plan gives per demand x (Placements, by offering ID), HourlyCost =
 // sum Price*x, Objective = its term above, Moved, and when u_d > 0 Unplaced
 // and Infeasible = "capacity: only P of R replicas fit in the feasible
-// offerings". Rejected lists the offerings outside F_d with the first filter
+// offerings", or, when a full quota keeps d out of an offering in F_d with
+// capacity left, "quota: cloud K region G allows L more replicas; only P of
+// R replicas fit" (L = L_q; "cloud K" alone for a whole cloud's quota; of
+// the offerings so blocked the one of least c(d,o), and its cloud's quota
+// when both are full). Rejected lists the offerings outside F_d with the first filter
 // they fail (unavailable, runtime, clouds, regions, labels, spot, GPU type,
 // GPU count, CPU, memory, maxHourlyCost); "cloud/*" stands for a whole cloud
 // failing for one reason; at most 50 entries (per cloud and reason when there
@@ -84,36 +95,44 @@
 // How. Filters are evaluated on bitsets of offerings, once per distinct
 // combination of placement rules and per distinct resource request, and
 // stage A is exact (a small flow with rewards, below); both run on all cores.
-// A demand none of whose useful offerings has a finite capacity (each finite
-// one is beaten in cost, and with a budget in price, by an unlimited one of
-// the same cloud and purchase option) competes with no one and is placed
-// alone by the per-deployment solver: a min-cost flow over purchase option x
-// cloud, with rewarded arcs for onDemandBase and for one replica per cloud up
-// to minClouds, exact for every rule but the budget, which gets a Lagrangian
-// search on the price weight and then a branch and bound.
+// An offering with a finite capacity or in a quota's scope is "limited". A
+// demand none of whose useful offerings is limited (each limited one is
+// beaten in cost, and with a budget in price, by an unlimited one of the same
+// cloud and purchase option in no quota's scope) competes with no one and is
+// placed alone by the per-deployment solver: a min-cost flow over purchase
+// option x cloud, with rewarded arcs for onDemandBase and for one replica per
+// cloud up to minClouds, quotas as nodes (with their room as capacity)
+// between the offerings in their scope and their cloud's node, exact for
+// every rule but the budget, which gets a Lagrangian search on the price
+// weight and then a branch and bound.
 //
 // The other demands share one min-cost flow, solved exactly by successive
 // shortest paths with potentials (Dijkstra stopped at the first deficit, so
 // an augmentation only explores what it touches): capacity on offering
-// nodes, maxPerCloud and minClouds (a supply of one "seed" unit per cloud)
-// on per-cloud nodes, onDemandBase as a second supply node, running replicas
-// as arcs that need no capacity, unplaced replicas as arcs of a cost above
-// any placement. Arcs to offerings are pruned (only the cheapest unlimited
-// offering per hub, finite ones cheaper than it) and priced after each solve
-// with tightened potentials, so the flow is optimal over all of them. Budgets
-// and onDemandBase together with spread are not flow constraints: they are
-// relaxed, and a demand that breaks them becomes "special": it holds capacity
-// outside the flow and is improved by local search: re-placing it exactly
-// given the others; taking capacity from others (flow or special) priced slot
-// by slot at what they lose (measured in the flow; for special holders by
-// re-placing them), weighed against leaving its own replicas unplaced, and
-// re-placing who it displaced; placing it inside the flow with Lagrange
-// multipliers so the others reroute around it; and, while replicas are
-// unplaced, yielding or shedding slots others value more. A move is kept only
-// if the total (unplaced first) goes down. The search stops when no move
-// helps or after a fixed amount of work (counted in nodes settled, not time),
-// which only fleets of thousands of special demands competing for scarce
-// capacity reach.
+// nodes, quotas on nodes between the offering nodes in their scope and the
+// sink (a region's quota leading to its cloud's), maxPerCloud and minClouds
+// (a supply of one "seed" unit per cloud) on per-cloud nodes, onDemandBase
+// as a second supply node, running replicas as arcs that need no capacity or
+// quota, unplaced replicas as arcs of a cost above any placement. Arcs to
+// offerings are pruned (only the cheapest unlimited offering in no quota per
+// hub, limited ones cheaper than it) and priced after each solve with
+// tightened potentials, and again when capacity or quota frees up, so the
+// flow is optimal over all of them. Budgets and onDemandBase together with
+// spread are not flow constraints: they are relaxed, and a demand that
+// breaks them becomes "special": it holds capacity and quota outside the flow
+// and is improved by local search: re-placing it exactly given the others;
+// taking capacity from others (flow or special) and quota room the flow
+// fills, priced slot by slot at what they lose (measured in the flow; for
+// special holders by re-placing them, on the convex envelope of their cost),
+// weighed against leaving its own replicas unplaced, the holders giving up
+// the slots priced cheapest and re-placed; placing it inside the flow with
+// Lagrange multipliers so the others reroute around it; and, while replicas
+// are unplaced, yielding (slots and quota room priced at what the flow would
+// gain) or shedding replicas others value more. A move is kept only if the
+// total (unplaced first) goes down. The search stops when no move helps or
+// after a fixed amount of work (counted in nodes settled, not time), which
+// only fleets of thousands of special demands competing for scarce capacity
+// reach.
 //
 // Without special demands the plan is optimal. With them, measured against
 // the exact MILP of this model (CBC): bench/placement (200 instances from
@@ -194,6 +213,11 @@ type Request struct {
 	// offerings. Only the Optimizer uses them.
 	Offerings []Offering
 	Current   []Running
+	// CloudReplicas counts the replicas of every deployment that run now,
+	// per {cloud, region}: the clouds' quotas (Config.Quota) less these is
+	// what may still start. Nil: only this deployment's own (Current) are
+	// known, and counted.
+	CloudReplicas map[[2]string]int
 }
 
 // Rejection says why a cloud cannot take a replica.

@@ -79,10 +79,28 @@ type Weights struct {
 // a running replica costs as much as $0.50/h, a spot interruption $0.25.
 var DefaultWeights = Weights{LatencyUSDPerMs: 0.0005, ChurnUSD: 0.50, SpotRiskUSD: 0.25}
 
+// Quota limits how many more instances (replicas) all deployments together
+// may start in a cloud, or in one region of it, across all its offerings
+// (the way AWS and GCP quotas cap running instances per region). Like
+// Capacity it counts only new replicas: the ones running now are already
+// counted out of Limit, and keeping them needs no quota.
+type Quota struct {
+	Cloud string
+	// Region limits the quota to one region of the cloud; "" is the whole
+	// cloud. A region quota and its cloud's quota both apply.
+	Region string
+	// Limit is how many more new replicas may start in the scope (< 0
+	// counts as 0). Two quotas on the same scope: the smaller applies.
+	Limit int
+}
+
 // Problem is the whole input of Optimize.
 type Problem struct {
 	Demands   []Demand
 	Offerings []Offering
+	// Quotas shared by all demands; a quota naming no offering's cloud (and
+	// region) limits nothing.
+	Quotas []Quota
 	// RTTms gives the round-trip time in ms between two regions (in either
 	// order); missing pairs count as 0 when equal regions and as
 	// DefaultRTTms otherwise.

@@ -56,14 +56,14 @@ func (o Optimizer) Rebalance(req Request) Rebalance {
 		Resources: req.Resources, Placement: req.Placement, Current: req.Current,
 	}
 	rtt := RTTTable(req.Placement.Traffic, offerings, o.RTTms)
-	plan := PlanOne(d, offerings, rtt, w)
+	plan := planWithQuotas(req, d, offerings, rtt, w)
 	if plan.Moved == 0 || plan.Unplaced > 0 || plan.Infeasible != "" {
 		return Rebalance{}
 	}
 	// What staying costs: the same model with moving forbidden.
 	stay := w
 	stay.ChurnUSD = keepChurn
-	kept := PlanOne(d, offerings, rtt, stay)
+	kept := planWithQuotas(req, d, offerings, rtt, stay)
 	if kept.Unplaced > 0 || kept.Moved > 0 {
 		return Rebalance{}
 	}

@@ -888,8 +888,8 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 		c.eventOnce(ctx, d.Name, "Spread", "Warning", "SpreadNotMet", dec.Warning)
 	}
 	failed := false
-	for _, ch := range dec.Placed {
-		err := c.startReplica(ctx, d, ch, env)
+	for _, r := range c.startAll(ctx, d, dec.Placed, env) {
+		ch, err := r.choice, r.err
 		switch {
 		case errors.Is(err, provider.ErrCapacity):
 			// Fail over now: the offering is blocked for a while and the
@@ -919,6 +919,46 @@ func (c *Controller) scaleUp(ctx context.Context, d store.Deployment, current []
 	}
 	c.mu.Unlock()
 	return dec, nil
+}
+
+type startResult struct {
+	choice placement.Choice
+	err    error
+}
+
+// startAll starts the placed replicas: one cloud after the other within a
+// cloud (a provider may serialize them anyway, e.g. one Kubernetes
+// Deployment per revision), the clouds in parallel, since a start can be
+// an API round trip. Results come back in the order of placed.
+func (c *Controller) startAll(ctx context.Context, d store.Deployment, placed []placement.Choice, env []string) []startResult {
+	out := make([]startResult, len(placed))
+	byCloud := map[string][]int{}
+	var order []string
+	for i, ch := range placed {
+		out[i].choice = ch
+		if _, ok := byCloud[ch.Cloud]; !ok {
+			order = append(order, ch.Cloud)
+		}
+		byCloud[ch.Cloud] = append(byCloud[ch.Cloud], i)
+	}
+	if len(order) == 1 {
+		for i, ch := range placed {
+			out[i].err = c.startReplica(ctx, d, ch, env)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for _, cloud := range order {
+		wg.Add(1)
+		go func(idx []int) {
+			defer wg.Done()
+			for _, i := range idx {
+				out[i].err = c.startReplica(ctx, d, placed[i], env)
+			}
+		}(byCloud[cloud])
+	}
+	wg.Wait()
+	return out
 }
 
 // startReplica writes the record first (so a crash leaves something to

@@ -25,33 +25,52 @@ type Optimizer struct {
 // scale-up only adds replicas; moving is the controller's migration's job.
 const keepChurn = 1e6
 
-// Place implements Placer.
-func (o Optimizer) Place(req Request) Decision {
-	offerings, why := CloudOfferings(req)
-	offerings = append(offerings, req.Offerings...)
-	current := map[string]int{}
-	total := 0
+// single is a request as one deployment's problem: every offering (local
+// clouds and catalogs), the running replicas per offering, and the demand
+// for them plus extra new ones.
+type single struct {
+	offerings []Offering
+	why       map[string]string
+	current   map[string]int
+	total     int // running replicas
+	demand    Demand
+	rtt       map[[2]string]float64
+	weights   Weights
+}
+
+func (o Optimizer) single(req Request, extra int) single {
+	s := single{current: map[string]int{}, weights: o.Weights}
+	s.offerings, s.why = CloudOfferings(req)
+	s.offerings = append(s.offerings, req.Offerings...)
 	for _, r := range req.Current {
-		current[r.OfferingID] += r.Count
-		total += r.Count
+		s.current[r.OfferingID] += r.Count
+		s.total += r.Count
 	}
 	// Existing replicas stay on their offering even where it takes no new
 	// ones now (a capacity block, a full local cloud).
-	for i := range offerings {
-		if current[offerings[i].ID] > 0 && offerings[i].Unavailable != "" {
-			offerings[i].Unavailable, offerings[i].Capacity = "", 0
+	for i := range s.offerings {
+		if s.current[s.offerings[i].ID] > 0 && s.offerings[i].Unavailable != "" {
+			s.offerings[i].Unavailable, s.offerings[i].Capacity = "", 0
 		}
 	}
-	w := o.Weights
-	if w == (Weights{}) {
-		w = DefaultWeights
+	if s.weights == (Weights{}) {
+		s.weights = DefaultWeights
 	}
-	w.ChurnUSD = keepChurn
-	d := Demand{
-		Deployment: req.Deployment, Replicas: total + req.Count, Runtime: req.Runtime,
+	s.demand = Demand{
+		Deployment: req.Deployment, Replicas: s.total + extra, Runtime: req.Runtime,
 		Resources: req.Resources, Placement: req.Placement, Current: req.Current,
 	}
-	plan := planWithQuotas(req, d, offerings, RTTTable(req.Placement.Traffic, offerings, o.RTTms), w)
+	s.rtt = RTTTable(req.Placement.Traffic, s.offerings, o.RTTms)
+	return s
+}
+
+// Place implements Placer.
+func (o Optimizer) Place(req Request) Decision {
+	s := o.single(req, req.Count)
+	offerings, current := s.offerings, s.current
+	w := s.weights
+	w.ChurnUSD = keepChurn
+	plan := planWithQuotas(req, s.demand, offerings, s.rtt, w)
 
 	// Clouds without a catalog are explained by the filter, in the words
 	// it uses for them (capacity in cores and memory, labels, prices);
@@ -64,7 +83,6 @@ func (o Optimizer) Place(req Request) Decision {
 		}
 		dec.Rejected = append(dec.Rejected, Rejection{Cloud: r.Candidate, Reason: r.Reason})
 	}
-	_ = why
 	byID := make(map[string]Offering, len(offerings))
 	for _, of := range offerings {
 		byID[of.ID] = of

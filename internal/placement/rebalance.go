@@ -31,31 +31,11 @@ type Rebalance struct {
 // of the best plan. Replicas stay unless moving lowers the objective by more
 // than Weights.ChurnUSD per moved replica.
 func (o Optimizer) Rebalance(req Request) Rebalance {
-	offerings, _ := CloudOfferings(req)
-	offerings = append(offerings, req.Offerings...)
-	current := map[string]int{}
-	total := 0
-	for _, r := range req.Current {
-		current[r.OfferingID] += r.Count
-		total += r.Count
-	}
-	if total == 0 {
+	sp := o.single(req, 0)
+	if sp.total == 0 {
 		return Rebalance{}
 	}
-	for i := range offerings {
-		if current[offerings[i].ID] > 0 && offerings[i].Unavailable != "" {
-			offerings[i].Unavailable, offerings[i].Capacity = "", 0
-		}
-	}
-	w := o.Weights
-	if w == (Weights{}) {
-		w = DefaultWeights
-	}
-	d := Demand{
-		Deployment: req.Deployment, Replicas: total, Runtime: req.Runtime,
-		Resources: req.Resources, Placement: req.Placement, Current: req.Current,
-	}
-	rtt := RTTTable(req.Placement.Traffic, offerings, o.RTTms)
+	offerings, current, d, rtt, w := sp.offerings, sp.current, sp.demand, sp.rtt, sp.weights
 	plan := planWithQuotas(req, d, offerings, rtt, w)
 	if plan.Moved == 0 || plan.Unplaced > 0 || plan.Infeasible != "" {
 		return Rebalance{}

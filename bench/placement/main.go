@@ -355,8 +355,8 @@ func printTable(w io.Writer, rep *report) {
 				f("  instance %d\t\t%s", c.Index, c.Disagreement)
 			}
 		}
-		f("  infeasible demands\toptimizer %d\tMILP %d (%d ruled out by their own rules, the rest short of capacity); %d instances have some", s.OptInfeasible, s.MILPInfeasible, s.MILPRuleInf, s.WithInfeasible)
-		f("  unplaced replicas (capacity)\toptimizer %d\tMILP %d (the fewest possible)", s.OptUnplaced, s.MILPUnplaced)
+		f("  infeasible demands\toptimizer %d\tMILP %d (%d ruled out by their own rules, the rest short of capacity or quota); %d instances have some", s.OptInfeasible, s.MILPInfeasible, s.MILPRuleInf, s.WithInfeasible)
+		f("  unplaced replicas (capacity, quota)\toptimizer %d\tMILP %d (the fewest possible)", s.OptUnplaced, s.MILPUnplaced)
 		f("optimizer time\tmean %s\tmax %s", fmtDur(s.OptMeanSec), fmtDur(s.OptMaxSec))
 		f("solver time (exact pipeline)\tmean %s\tmax %s  (all solves of an instance: see README)", fmtDur(s.SolverAllMean), fmtDur(s.SolverAllMax))
 		f("solver time (optimum's solve)\tmean %s\tmax %s", fmtDur(s.SolverMeanSec), fmtDur(s.SolverMaxSec))

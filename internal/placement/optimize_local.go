@@ -513,7 +513,7 @@ func (l *local) candidate(d *dem, limits *caps, fromSpecial, curves bool) dsol {
 				if f == 0 || qcap(q-1) >= int64(d.R) {
 					continue // (free room enough for d: no need)
 				}
-				k := min(f, int64(d.R), quotaSlots)
+				k := min(f, int64(d.R)-qcap(q-1), quotaSlots) // (d needs no more)
 				cost := l.poolCost[q]
 				if int64(len(cost)) < k {
 					cost = cost[:0:0]

@@ -136,13 +136,17 @@
 //
 // Without special demands the plan is optimal. With them, measured against
 // the exact MILP of this model (CBC): bench/placement (200 instances from
-// real catalogs, 10-200 deployments, 50-2,000 offerings): no violation, mean
-// objective gap 0.002%, largest 0.21%, 196 of 199 at the optimum, and the
-// fewest unplaced replicas on 199 of 200 (one instance leaves 136 where 135
-// is possible); optimize_milp_test.go (270 synthetic, mostly contended
-// instances): the fewest unplaced replicas on all, mean gap 0.0005%, largest
-// 0.03%; exhaustive search on small instances (optimize_prop_test.go):
-// optimal on all but about 1 in 4,000, within 0.4%.
+// real catalogs, 10-200 deployments, 50-2,000 offerings, quotas on some
+// clouds and regions): no violation, the fewest unplaced replicas on all
+// 200, mean objective gap 0.001%, largest 0.12%, 191 of 200 at the optimum;
+// optimize_milp_test.go (40 synthetic, mostly contended instances with
+// quotas): the fewest unplaced replicas on all, mean gap 0.001%, largest
+// 0.014%; exhaustive search on small instances (optimize_prop_test.go, a
+// third with quotas; 60,000 of them): the fewest unplaced replicas on all but
+// 3, optimal on all but about 1 in 3,000, 5 of them more than 2% off. The
+// local search is not exact: deployments whose budgets all bind on the same
+// scarce offering can need an exchange of slots among three or more of them
+// that no single move finds.
 package placement
 
 import (

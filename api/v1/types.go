@@ -225,6 +225,8 @@ type Cloud struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	Capacity Capacity          `json:"capacity"`
 	Prices   Prices            `json:"prices"`
+	// Quota caps the replicas the cloud runs (from the clouds file).
+	Quota *CloudQuota `json:"quota,omitempty"`
 	// Runtimes the cloud can run: "process", later "oci".
 	Runtimes []string `json:"runtimes,omitempty"`
 	// State is live: Cordoned (no new replicas), Failed (replicas evicted).

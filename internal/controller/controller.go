@@ -782,6 +782,31 @@ func capacityOf(c v1.Capacity) (placement.Free, error) {
 	return placement.Free{CPU: c.CPU, MemoryBytes: mem, GPUs: g}, nil
 }
 
+// cloudReplicas counts the replicas of every deployment that run (or
+// start, or drain) now per {cloud, region}, for the clouds' quotas. A
+// replica without a region of its own (not placed on a catalog offering)
+// is in its cloud's region.
+func (c *Controller) cloudReplicas(ctx context.Context) (map[[2]string]int, error) {
+	all, err := c.st.ListAllReplicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[[2]string]int{}
+	for _, r := range all {
+		if r.State == v1.ReplicaFailed {
+			continue
+		}
+		region := r.Region
+		if region == "" {
+			if cl, ok := c.clouds.Get(r.Cloud); ok {
+				region = cl.Config.Region
+			}
+		}
+		out[[2]string{r.Cloud, region}]++
+	}
+	return out, nil
+}
+
 func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpec, count int, current []*observed, states map[string]store.CloudState) (placement.Request, error) {
 	res, err := spec.Resources.Normalized()
 	if err != nil {
@@ -807,6 +832,9 @@ func (c *Controller) placementRequest(ctx context.Context, spec v1.DeploymentSpe
 	}
 	for id, n := range running {
 		req.Current = append(req.Current, placement.Running{OfferingID: id, Count: n})
+	}
+	if req.CloudReplicas, err = c.cloudReplicas(ctx); err != nil {
+		return placement.Request{}, err
 	}
 	slices.SortFunc(req.Current, func(a, b placement.Running) int { return strings.Compare(a.OfferingID, b.OfferingID) })
 	for _, cl := range c.clouds.List() {
@@ -848,7 +876,10 @@ func (c *Controller) Plan(ctx context.Context, spec v1.DeploymentSpec, withCurre
 		Deployment: spec.Name, Replicas: planReplicas(spec), Runtime: req.Runtime,
 		Resources: req.Resources, Placement: spec.Placement, Current: req.Current,
 	}
-	plan := placement.PlanOne(d, offerings, placement.RTTTable(spec.Placement.Traffic, offerings, c.opts.RTTms), c.opts.Weights)
+	plan := placement.Optimize(placement.Problem{
+		Demands: []placement.Demand{d}, Offerings: offerings, Weights: c.opts.Weights,
+		RTTms: placement.RTTTable(spec.Placement.Traffic, offerings, c.opts.RTTms), Quotas: placement.RequestQuotas(req, offerings),
+	}).Deployments[0]
 	for i, r := range plan.Rejected {
 		if extra := why[r.Candidate]; extra != "" {
 			plan.Rejected[i].Reason = extra

@@ -198,3 +198,38 @@ func TestRebalanceMovesToCheaperOffering(t *testing.T) {
 		t.Fatalf("replicas changed again: %v, want %v", got, now)
 	}
 }
+
+// A cloud's quota counts every deployment's replicas there: with room for
+// 2 on the cheapest cloud, a second deployment goes elsewhere, and the dry
+// run says so too.
+func TestQuotaSharedByDeployments(t *testing.T) {
+	clouds := v1.DefaultClouds()
+	two := 2
+	for i := range clouds {
+		if clouds[i].Name == cloudB {
+			clouds[i].Quota = &v1.CloudQuota{Replicas: &two}
+		}
+	}
+	e := newEnv(t, envConfig{clouds: clouds})
+	e.ready(newSpec("first", 2))
+	for _, r := range e.replicas("first") {
+		if r.Cloud != cloudB {
+			t.Fatalf("first: replica on %s, want %s (cheapest)", r.Cloud, cloudB)
+		}
+	}
+	plan, err := e.ctl.Plan(e.ctx, newSpec("second", 1), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range plan.Placements {
+		if a.Cloud == cloudB {
+			t.Fatalf("dry run places on %s, whose quota the first deployment fills: %+v", cloudB, plan.Placements)
+		}
+	}
+	e.ready(newSpec("second", 2))
+	for _, r := range e.replicas("second") {
+		if r.Cloud == cloudB {
+			t.Fatalf("second: replica %s on %s beyond its quota of 2", r.ID, cloudB)
+		}
+	}
+}

@@ -586,7 +586,7 @@ func (a *API) cloudView(ctx context.Context) ([]v1.Cloud, error) {
 		}
 		out = append(out, v1.Cloud{
 			Name: c.Config.Name, Provider: c.Config.Provider, Region: c.Config.Region, Labels: c.Config.Labels,
-			Capacity: capacity, Prices: c.Config.Prices, Runtimes: c.Provider.Runtimes(),
+			Capacity: capacity, Prices: c.Config.Prices, Quota: c.Config.Quota, Runtimes: c.Provider.Runtimes(),
 			Cordoned: st.Cordoned, Failed: st.Failed, Unreachable: down[c.Config.Name], Used: used[c.Config.Name],
 		})
 	}

@@ -663,25 +663,9 @@ func (c *Controller) freeCapacity(ctx context.Context) (map[string]placement.Fre
 		if live[r.Cloud] && r.State != v1.ReplicaStarting {
 			continue // the cloud's own count has it already
 		}
-		spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
-		if err != nil {
-			continue // deployment removed meanwhile
+		if req, ok := c.requestOf(ctx, r); ok {
+			free[r.Cloud] = minus(f, req)
 		}
-		req, err := spec.Resources.Normalized()
-		if err != nil {
-			continue
-		}
-		f.CPU -= req.CPU
-		f.MemoryBytes -= req.MemoryBytes
-		if req.GPUCount > 0 {
-			g := map[string]int{}
-			for k, v := range f.GPUs {
-				g[k] = v
-			}
-			g[req.GPUType] -= req.GPUCount
-			f.GPUs = g
-		}
-		free[r.Cloud] = f
 	}
 	return free, nil
 }
@@ -725,6 +709,32 @@ func (c *Controller) Usage(ctx context.Context) (map[string]v1.Capacity, error) 
 	return out, nil
 }
 
+// requestOf is what a replica's revision asks for; false when its
+// deployment or revision is gone.
+func (c *Controller) requestOf(ctx context.Context, r store.Replica) (v1.ResourceRequest, bool) {
+	spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
+	if err != nil {
+		return v1.ResourceRequest{}, false
+	}
+	req, err := spec.Resources.Normalized()
+	return req, err == nil
+}
+
+// minus is f less one replica of req (f's GPU map is not modified).
+func minus(f placement.Free, req v1.ResourceRequest) placement.Free {
+	f.CPU -= req.CPU
+	f.MemoryBytes -= req.MemoryBytes
+	if req.GPUCount > 0 {
+		g := make(map[string]int, len(f.GPUs)+1)
+		for k, v := range f.GPUs {
+			g[k] = v
+		}
+		g[req.GPUType] -= req.GPUCount
+		f.GPUs = g
+	}
+	return f
+}
+
 // usedOnly replaces free[name] with minus the requests of aloft's replicas
 // on that cloud, so that Usage's total - free is what they use.
 func (c *Controller) usedOnly(ctx context.Context, name string, free map[string]placement.Free) (map[string]placement.Free, error) {
@@ -733,23 +743,12 @@ func (c *Controller) usedOnly(ctx context.Context, name string, free map[string]
 		return nil, err
 	}
 	var f placement.Free
-	f.GPUs = map[string]int{}
 	for _, r := range recs {
 		if r.Cloud != name || r.State == v1.ReplicaFailed {
 			continue
 		}
-		spec, err := c.revisionSpec(ctx, r.Deployment, r.Revision)
-		if err != nil {
-			continue
-		}
-		req, err := spec.Resources.Normalized()
-		if err != nil {
-			continue
-		}
-		f.CPU -= req.CPU
-		f.MemoryBytes -= req.MemoryBytes
-		if req.GPUCount > 0 {
-			f.GPUs[req.GPUType] -= req.GPUCount
+		if req, ok := c.requestOf(ctx, r); ok {
+			f = minus(f, req)
 		}
 	}
 	out := make(map[string]placement.Free, len(free))

@@ -255,10 +255,6 @@ func (l *local) replace(d *dem, force bool) bool {
 func (l *local) take(d *dem) bool {
 	cur := l.sol[d.i]
 	before := l.total()
-	type saved struct {
-		d *dem
-		x dsol
-	}
 	undo := []saved{{d, cur}}
 	clear(l.held)
 	clear(l.took)
@@ -322,6 +318,18 @@ func (l *local) take(d *dem) bool {
 		l.apply(d2, l.placeTaking(d2, false))
 		l.net.optimize()
 	}
+	return l.keepOrUndo(undo, before)
+}
+
+// saved is a deployment's placement before a move, to put back.
+type saved struct {
+	d *dem
+	x dsol
+}
+
+// keepOrUndo keeps the moves made since the total was before if they
+// lowered it, else puts the saved placements back (newest first).
+func (l *local) keepOrUndo(undo []saved, before int64) bool {
 	if l.total() < before-moveTol {
 		return true
 	}
@@ -817,10 +825,6 @@ func (l *local) shed(d *dem) bool {
 		}
 	}
 	before := l.total()
-	type saved struct {
-		d *dem
-		x dsol
-	}
 	for k := 1; k <= min(3, placed); k++ {
 		items := s.items(d, func(o int32) int64 { return l.free(d, o) })
 		fl, _ := s.bestForItemsN(d, items, func(q int32) int64 { return l.qfree(d, q) }, placed-k)
@@ -832,13 +836,9 @@ func (l *local) shed(d *dem) bool {
 			l.apply(d2, l.placeTaking(d2, false))
 			l.net.optimize()
 		}
-		if l.total() < before-moveTol {
+		if l.keepOrUndo(undo, before) {
 			return true
 		}
-		for i := len(undo) - 1; i >= 0; i-- {
-			l.apply(undo[i].d, undo[i].x)
-		}
-		l.net.optimize()
 	}
 	return false
 }

@@ -679,7 +679,7 @@ func (c *Controller) Usage(ctx context.Context) (map[string]v1.Capacity, error) 
 	out := map[string]v1.Capacity{}
 	for _, cl := range c.clouds.List() {
 		total, _ := capacityOf(cl.Config.Capacity)
-		if _, ok := cl.Provider.(capacityReporter); ok {
+		if _, ok := cl.Provider.(provider.CapacityReporter); ok {
 			// The cloud reports its free capacity, not a total: count
 			// aloft's replicas there against zero instead.
 			total = placement.Free{}

@@ -3,23 +3,15 @@ package controller
 import (
 	"fmt"
 
-	v1 "github.com/aloft-dev/aloft/api/v1"
 	"github.com/aloft-dev/aloft/internal/cloud"
 	"github.com/aloft-dev/aloft/internal/placement"
+	"github.com/aloft-dev/aloft/internal/provider"
 	"github.com/aloft-dev/aloft/internal/store"
 )
 
-// A provider whose cloud can become unreachable as a whole (a Kubernetes
-// cluster whose API server stops answering) reports it through Health; one
-// that observes its free capacity (Nodes' allocatable minus requests)
-// through FreeCapacity. See provider.HealthReporter and
-// provider.CapacityReporter.
-type healthReporter interface{ Health() error }
-type capacityReporter interface{ FreeCapacity() v1.Capacity }
-
 // unreachable says why a cloud does not answer now ("" when it does).
 func unreachable(cl *cloud.Cloud) string {
-	h, ok := cl.Provider.(healthReporter)
+	h, ok := cl.Provider.(provider.HealthReporter)
 	if !ok {
 		return ""
 	}
@@ -70,11 +62,12 @@ func (c *Controller) Unreachable() map[string]string {
 	return out
 }
 
-// liveFree is the free capacity a cloud reports itself, less what aloft's
-// replicas that are still starting there will take (their pods may not be
-// bound to a node yet), or ok=false for a cloud that reports none.
+// liveFree is the free capacity a cloud reports itself (a cluster's nodes'
+// allocatable minus requests), or ok=false for a cloud that reports none.
+// freeCapacity then takes off aloft's replicas still starting there, whose
+// pods may not be bound to a node yet.
 func liveFree(cl *cloud.Cloud) (placement.Free, bool, error) {
-	r, ok := cl.Provider.(capacityReporter)
+	r, ok := cl.Provider.(provider.CapacityReporter)
 	if !ok {
 		return placement.Free{}, false, nil
 	}

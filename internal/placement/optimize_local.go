@@ -398,6 +398,26 @@ func (c *caps) forQuota(q int32) (int64, bool) {
 // for the held offerings that survive pruning when taking is free. Slots of
 // special deployments are priced unit by unit (what the holders lose for
 // each further slot given up), since that can grow fast (a budget).
+// pricedSlots appends n taken slots from src to its, priced by curve (a
+// non-empty price per further slot): one item per priced slot, the rest as
+// one item at the last price.
+func pricedSlots(its []oitem, n int64, curve []float64, src uint8, take func(int64) oitem) []oitem {
+	for j := 0; j < len(curve) && n > 0; j++ {
+		it := take(1)
+		it.cost += curve[j]
+		it.src = src
+		its = append(its, it)
+		n--
+	}
+	if n > 0 {
+		it := take(n)
+		it.cost += curve[len(curve)-1]
+		it.src = src
+		its = append(its, it)
+	}
+	return its
+}
+
 func (l *local) candidate(d *dem, limits *caps, fromSpecial, curves bool) dsol {
 	s := l.s
 	mine := l.sol[d.i]
@@ -438,20 +458,7 @@ func (l *local) candidate(d *dem, limits *caps, fromSpecial, curves bool) dsol {
 				curve := regCurve[o]
 				switch {
 				case len(curve) > 0 && !optimistic:
-					// One item per priced slot; the rest at the last price.
-					for j := 0; j < len(curve) && rf > 0; j++ {
-						it := taken(1)
-						it.cost += curve[j]
-						it.src = 1
-						its = append(its, it)
-						rf--
-					}
-					if rf > 0 {
-						it := taken(rf)
-						it.cost += curve[len(curve)-1]
-						it.src = 1
-						its = append(its, it)
-					}
+					its = pricedSlots(its, rf, curve, 1, taken)
 				case optimistic || ok:
 					it := taken(rf)
 					it.cost += p
@@ -467,20 +474,7 @@ func (l *local) candidate(d *dem, limits *caps, fromSpecial, curves bool) dsol {
 					its = append(its, it)
 					continue
 				}
-				// One item per priced slot; the rest at the last price.
-				for j := 0; j < len(curve) && sh > 0; j++ {
-					it := takenSpecial(1)
-					it.cost += curve[j]
-					it.src = 2
-					its = append(its, it)
-					sh--
-				}
-				if sh > 0 {
-					it := takenSpecial(sh)
-					it.cost += curve[len(curve)-1]
-					it.src = 2
-					its = append(its, it)
-				}
+				its = pricedSlots(its, sh, curve, 2, takenSpecial)
 			}
 		}
 		return s.prune(d, its)
